@@ -1,0 +1,31 @@
+# modsingest: see README.md.  Every target that runs code installs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench fixtures clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/python tools/demo.py
+
+bench: install
+	$(BIN)/python tools/bench.py
+
+# Regenerate the recorded fixtures on purpose (never done by the tests).
+fixtures: install
+	$(BIN)/python tools/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,54 @@
+"""Command line: argument parsing and dispatch only; the work lives in the modules.
+
+Every subcommand returns an exit status: 0 on success, non-zero with a one-line
+reason on standard error otherwise.  Each subcommand module exposes
+``configure(parser)`` to declare its arguments and ``command(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "process": ("modsingest.commands.process", "process and publish raw files once"),
+    "watch": ("modsingest.service", "run the ingest service (what systemd starts)"),
+    "replay": ("modsingest.replay", "re-process a night or files through the service's path"),
+    "status": ("modsingest.status", "what the service has seen, delivered and failed"),
+    "simulate": ("modsingest.simulate", "write azcam-like raw files (for tests and the demo)"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's module is imported (fast start)."""
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    parser = argparse.ArgumentParser(prog="modsingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"modsingest {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.command(args) or 0)
+    except KeyboardInterrupt:
+        print("modsingest: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

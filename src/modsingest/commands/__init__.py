@@ -1,0 +1,1 @@
+"""Subcommands that are thin shells around the library modules."""

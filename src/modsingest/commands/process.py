@@ -1,0 +1,51 @@
+"""``modsingest process --config CFG FILE...``: process and publish once.
+
+Every file is attempted: a file that is truncated, empty or not FITS gets one
+line on standard error naming it and the problem, and the others in the same
+call are still delivered.  Exit status 0 when all were delivered, 1 when any
+was not, 2 for a configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..logsetup import setup_logging
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML configuration file")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="raw MODS FITS files")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+
+
+def command(args: argparse.Namespace) -> int:
+    from ..config import ConfigError, load
+
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        print(f"modsingest: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("warning" if args.quiet else settings.log_level)
+    from ..pipeline import Pipeline
+
+    try:
+        pipeline = Pipeline(settings)
+    except ConfigError as exc:
+        print(f"modsingest: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in args.files:
+        result = pipeline.process(name)
+        if result.ok:
+            if not args.quiet:
+                print(result.summary())
+        else:
+            failed += 1
+            print(f"modsingest: {result.error}", file=sys.stderr)
+    if failed:
+        print(f"modsingest: {failed} of {len(args.files)} file(s) not delivered", file=sys.stderr)
+        return 1
+    return 0

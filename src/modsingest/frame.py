@@ -1,0 +1,240 @@
+"""The in-memory model of one MODS file, and how it is read.
+
+A ``Frame`` holds what the steps change (headers, the MERGED image) and what
+they must not change (the amplifier and CONPARS data blocks, kept as the raw
+bytes so the writer can copy them verbatim).  Steps read pixel values through
+``Amplifier.stored``, a zero-copy view of those bytes.
+
+Reading is one ``read`` of the file into memory (the byte-copy floor reads it
+too), one structural walk (``fitscheck``) for the offsets, astropy ``Header``
+objects parsed from the exact header bytes, and the CONPARS table decoded from
+the same bytes by its TTYPE/TFORM cards.  A file that is not complete FITS raises
+``ReadError`` naming the file and the problem; a file that is complete but odd
+(no CONPARS, extra HDUs) is read and the oddity left for the steps to warn about.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+
+from . import fitscheck
+from .fitscheck import HDUInfo
+
+_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+class ReadError(Exception):
+    """A file that cannot be read as a MODS raw file; the message names it."""
+
+
+@dataclass
+class Amplifier:
+    """One amplifier extension: its header and its untouched data block."""
+
+    number: int  # 1..4, the position among IM1..IM4 (or Q1..Q4)
+    header: fits.Header
+    block: memoryview  # the data block as in the file, padding included
+    shape: tuple[int, int]  # numpy (NAXIS2, NAXIS1)
+    bitpix: int
+
+    @property
+    def extname(self) -> str:
+        return str(self.header.get("EXTNAME", f"IM{self.number}"))
+
+    @property
+    def stored(self) -> np.ndarray:
+        """The stored (unscaled) values, a read-only view of the raw bytes."""
+        count = self.shape[0] * self.shape[1]
+        arr = np.frombuffer(self.block, dtype=_DTYPES[self.bitpix], count=count)
+        return arr.reshape(self.shape)
+
+    @property
+    def bzero(self) -> float:
+        return float(self.header.get("BZERO", 0.0))
+
+    @property
+    def bscale(self) -> float:
+        return float(self.header.get("BSCALE", 1.0))
+
+    def physical(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """Physical values (BSCALE*stored + BZERO) of a region, float64."""
+        region = self.stored[rows, cols].astype(np.float64)
+        if self.bscale != 1.0:
+            region *= self.bscale
+        if self.bzero:
+            region += self.bzero
+        return region
+
+
+@dataclass
+class Conpars:
+    """The Archon STATUS snapshot: header, verbatim data block, decoded rows."""
+
+    header: fits.Header
+    block: memoryview
+    rows: dict[str, str]
+
+
+@dataclass
+class Merged:
+    """The MERGED image made by the merged step.
+
+    ``header`` holds only MERGED's own cards (Q{n}BIAS, LTM/LTV, CCDSEC...);
+    the writer puts the final primary cards before them, so MERGED always
+    carries the primary as it is after every step, whatever the step order.
+    """
+
+    data: np.ndarray  # float32 (big-endian preferred: written without a copy)
+    header: fits.Header = field(default_factory=fits.Header)
+
+
+@dataclass
+class ExtraHDU:
+    """An HDU this agent does not know; carried through untouched."""
+
+    header: fits.Header
+    block: memoryview
+
+
+@dataclass
+class Frame:
+    """Everything the steps see of one file."""
+
+    path: Path
+    primary: fits.Header
+    amps: list[Amplifier]
+    conpars: Conpars | None = None
+    merged: Merged | None = None
+    extras: list[ExtraHDU] = field(default_factory=list)
+    #: The input already carried a MERGED (a processed file read again).
+    had_merged: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def amp(self, number: int) -> Amplifier:
+        return self.amps[number - 1]
+
+
+def _header(data: memoryview, info: HDUInfo, path: Path) -> fits.Header:
+    raw = bytes(data[info.header_offset : info.header_offset + info.header_nbytes])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            return fits.Header.fromstring(raw.decode("ascii", "replace"))
+    except Exception as exc:  # astropy raises several types for bad cards
+        raise ReadError(f"{path}: header of HDU {info.index} unreadable: {exc}") from exc
+
+
+def _block(data: memoryview, info: HDUInfo) -> memoryview:
+    return data[info.data_offset : info.data_offset + info.data_padded]
+
+
+def decode_conpars(header: fits.Header, block: memoryview) -> dict[str, str]:
+    """CONPARS rows as {Keyword: Value}, blanks stripped.
+
+    The columns are located by TTYPE and sized by TFORM ('20A' today), so a
+    change in azcam's column order or width is read right rather than mis-sliced.
+    """
+    width = int(header.get("NAXIS1", 0))
+    nrows = int(header.get("NAXIS2", 0))
+    if width == 0 or nrows == 0:
+        return {}
+    raw = np.frombuffer(block, dtype=np.uint8, count=width * nrows).reshape(nrows, width)
+    columns: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for i in range(1, int(header.get("TFIELDS", 0)) + 1):
+        form = str(header.get(f"TFORM{i}", "")).strip().upper()
+        size = _tform_bytes(form)
+        columns[str(header.get(f"TTYPE{i}", "")).strip().lower()] = (offset, size)
+        offset += size
+    if "keyword" not in columns or "value" not in columns:
+        return {}
+    (ko, kn), (vo, vn) = columns["keyword"], columns["value"]
+    keys = raw[:, ko : ko + kn].copy().view(f"S{kn}").ravel()
+    values = raw[:, vo : vo + vn].copy().view(f"S{vn}").ravel()
+    rows: dict[str, str] = {}
+    for key, value in zip(keys, values):
+        name = key.decode("ascii", "replace").strip()
+        if name:
+            rows[name] = value.decode("ascii", "replace").strip()
+    return rows
+
+
+_TFORM_SIZES = {"L": 1, "X": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16}
+
+
+def _tform_bytes(form: str) -> int:
+    digits = "".join(ch for ch in form if ch.isdigit())
+    letter = form[len(digits) : len(digits) + 1] or "A"
+    count = int(digits) if digits else 1
+    if letter == "X":
+        return -(-count // 8)
+    if letter in "PQ":
+        return 8 if letter == "P" else 16
+    return count * _TFORM_SIZES.get(letter, 1)
+
+
+def read(path: str | os.PathLike) -> Frame:
+    """Read the file at ``path`` into a ``Frame``; ``ReadError`` if it is not a MODS file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            buf = bytearray(size)
+            got = fh.readinto(buf)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if got != size:
+        raise ReadError(f"{path}: file changed while reading ({got} of {size} bytes)")
+    return from_bytes(buf, path)
+
+
+def from_bytes(buf: bytes | bytearray, path: str | os.PathLike = "<buffer>") -> Frame:
+    """Build a ``Frame`` from a whole file held in memory."""
+    path = Path(path)
+    layout = fitscheck.scan_bytes(buf, path)
+    if not layout.complete:
+        raise ReadError(f"{path}: " + "; ".join(layout.problems))
+    data = memoryview(buf)
+    if not isinstance(buf, bytes):
+        data = data.toreadonly()
+    primary = _header(data, layout.hdus[0], path)
+    amps = []
+    for number, info in enumerate(layout.hdus[1:5], start=1):
+        amps.append(
+            Amplifier(
+                number=number,
+                header=_header(data, info, path),
+                block=_block(data, info),
+                shape=(info.shape[1], info.shape[0]),
+                bitpix=info.bitpix,
+            )
+        )
+    frame = Frame(path=path, primary=primary, amps=amps)
+    for info in layout.hdus[5:]:
+        header = _header(data, info, path)
+        if info.extname == "CONPARS" and frame.conpars is None:
+            rows = _decode_table(data, info, path)
+            frame.conpars = Conpars(header=header, block=_block(data, info), rows=rows)
+        elif info.extname == "MERGED":
+            frame.had_merged = True  # rebuilt by the merged step, never appended twice
+        else:
+            frame.extras.append(ExtraHDU(header=header, block=_block(data, info)))
+    return frame
+
+
+def _decode_table(data: memoryview, info: HDUInfo, path: Path) -> dict[str, str]:
+    """CONPARS rows; an undecodable table is kept verbatim with no rows."""
+    try:
+        return decode_conpars(_header(data, info, path), _block(data, info))
+    except Exception:  # a broken table must not stop delivery
+        return {}

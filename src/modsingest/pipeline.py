@@ -1,0 +1,113 @@
+"""One raw file through read -> steps -> write -> publish.
+
+``Pipeline.process(path)`` is what both ``modsingest process`` and the service's
+workers call.  It never raises for a problem with the file: the ``Result`` says
+what was delivered, with which warnings, or the one-line reason it was not.
+Building a ``Pipeline`` loads the step plugins and warms up the time machinery
+once, so the first file is as fast as the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import frame as frame_mod
+from . import publish, writer
+from .config import Settings, check_steps_known
+from .steps import BROKEN, StepContext, discover, run_steps
+
+log = logging.getLogger("modsingest.pipeline")
+
+
+@dataclass
+class Result:
+    source: Path
+    ok: bool = False
+    error: str | None = None
+    name: str | None = None
+    outputs: tuple[Path, ...] = ()
+    channel: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    steps: tuple[str, ...] = ()
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The one log line per file."""
+        if not self.ok:
+            return f"FAILED {self.error}"
+        warn = f"; {len(self.warnings)} warning(s): " + " | ".join(self.warnings) if self.warnings else ""
+        return (
+            f"delivered {self.source.name} as {self.name} in {self.seconds * 1000:.0f} ms "
+            f"(steps {','.join(self.steps) or 'none'}){warn}"
+        )
+
+
+class Pipeline:
+    """Reusable processing of raw files under one configuration."""
+
+    def __init__(self, settings: Settings, registry=None, warm: bool = True):
+        self.settings = settings
+        self.registry = discover() if registry is None else registry
+        check_steps_known(settings, set(self.registry) | set(BROKEN))
+        self.step_names = settings.enabled_steps
+        if warm:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Load what the first file would otherwise pay for (astropy time, ephemerides)."""
+        if "timestamps" in self.step_names and "timestamps" in self.registry:
+            try:
+                from . import astrotime
+
+                astrotime.warm_up()
+            except Exception as exc:  # warming is an optimisation, never a reason to stop
+                log.warning("warm-up of the time machinery failed: %s", exc)
+
+    def process(self, path: str | Path) -> Result:
+        path = Path(path)
+        result = Result(source=path)
+        start = time.perf_counter()
+        try:
+            self._process(path, result)
+        except frame_mod.ReadError as exc:
+            result.error = str(exc)
+        except OSError as exc:
+            result.error = f"{path}: cannot publish: {exc.strerror or exc} ({getattr(exc, 'filename', '')})"
+        except Exception as exc:  # never let one file take a worker down
+            log.exception("%s: unexpected failure", path)
+            result.error = f"{path}: unexpected {type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _process(self, path: Path, result: Result) -> None:
+        t = time.perf_counter
+        t0 = t()
+        frame = frame_mod.read(path)
+        t1 = t()
+        ctx = StepContext(source_name=path.name)
+        outcomes = run_steps(frame, self.step_names, ctx, self.registry)
+        for o in outcomes:
+            result.warnings += [f"{o.name}: {w}" for w in o.warnings]
+        result.steps = tuple(o.name for o in outcomes if o.ok)
+        if frame.conpars is None:
+            result.warnings.append("CONPARS: missing in the raw file; an empty table was written")
+        if frame.extras:
+            result.warnings.append(f"{len(frame.extras)} unexpected extra HDU(s) carried after MERGED")
+        t2 = t()
+        output = writer.serialize(frame)
+        t3 = t()
+        paths = self.settings.paths
+        delivery = publish.deliver(
+            path.name, frame.primary, output.chunks, paths.newdata, paths.processed, paths.state
+        )
+        t4 = t()
+        result.warnings += [f"publish: {w}" for w in delivery.warnings]
+        result.name = delivery.name
+        result.outputs = delivery.outputs
+        result.channel = delivery.channel
+        result.ok = True
+        result.timings = {"read": t1 - t0, "steps": t2 - t1, "write": t3 - t2, "publish": t4 - t3}

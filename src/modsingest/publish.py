@@ -1,0 +1,333 @@
+"""Atomic delivery of a processed file and of the ``<CHAN>.new`` pointer.
+
+Why this care: observers' tools open whatever appears in ``/newdata`` at once,
+and read ``<CHAN>.new`` every 2 s and open the file it names.  The incumbent
+wrote straight to final names and truncated ``.new`` before writing it, so
+readers saw half files and empty pointers.  Here every file is written to a
+hidden temporary name in its destination directory, fsynced, renamed over the
+final name (atomic on POSIX within one file system) and the directory fsynced,
+so a reader sees either the old complete file or the new complete file.
+
+Order: processed copy, then newdata copy, then ``.new`` (which must only ever
+name a file already in place).  A lock per output name keeps two writers (the
+service and a manual ``process``) from publishing the same name at once, and a
+lock per channel keeps ``.new`` naming the newest exposure when workers finish
+out of order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from astropy.io import fits
+
+from .fitscheck import BLOCK
+
+log = logging.getLogger("modsingest.publish")
+
+TEMP_MARK = ".modsingest-tmp"
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+CHANNELS = ("MODS1B", "MODS1R", "MODS2B", "MODS2R")
+_NAME_DATE = re.compile(r"\.(\d{8})\.")
+_IOV_MAX = 512
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes two files the same exposure (processing.md: same INSTRUME and DATE-OBS).
+
+    The time of day is part of it: a raw DATE-OBS is only a date, and a file
+    processed with the timestamps step off keeps it that way.
+    """
+
+    instrume: str
+    date_obs: str
+    time_obs: str
+
+    @classmethod
+    def of(cls, header: fits.Header) -> "Identity":
+        def text(key: str) -> str:
+            return str(header.get(key, "")).strip()
+
+        date_obs = text("DATE-OBS")
+        time_obs = next((text(k) for k in ("UTC-OBS", "TIME-OBS", "UT") if text(k)), "")
+        return cls(text("INSTRUME").upper(), date_obs, time_obs)
+
+    def same_exposure(self, other: "Identity") -> bool:
+        if self.instrume != other.instrume:
+            return False
+        a, b = self.date_obs, other.date_obs
+        if "T" in a and "T" in b:
+            return a == b
+        # one side date-only: compare date and the time-of-day cards
+        return a.split("T")[0] == b.split("T")[0] and self.time_obs == other.time_obs
+
+
+@dataclass
+class Delivery:
+    name: str
+    outputs: tuple[Path, ...]
+    channel: str | None
+    warnings: list[str] = field(default_factory=list)
+    pointer_updated: bool = False
+
+
+# --------------------------------------------------------------------------- primitives
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(directory: Path) -> None:
+    """Create ``directory`` 0755 (never world-writable like the incumbent's 0777)."""
+    if directory.is_dir():
+        return
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(directory, DIR_MODE)
+    fsync_dir(directory.parent)
+
+
+def _temp_path(directory: Path, name: str) -> Path:
+    return directory / f".{name}{TEMP_MARK}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def _write_all(fd: int, chunks: list) -> None:
+    views = [memoryview(c).cast("B") for c in chunks if len(c)]
+    while views:
+        batch = views[:_IOV_MAX]
+        written = os.writev(fd, batch)
+        # drop what was fully written, trim a partly written view
+        while written and views:
+            head = views[0]
+            if written >= len(head):
+                written -= len(head)
+                views.pop(0)
+            else:
+                views[0] = head[written:]
+                written = 0
+
+
+def write_temp(directory: Path, name: str, chunks: list) -> Path:
+    """Write ``chunks`` to a hidden temporary file in ``directory`` and fsync it."""
+    tmp = _temp_path(directory, name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        _write_all(fd, chunks)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """Rename the temporary file over the final name, then make the rename durable."""
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def atomic_write(directory: Path, name: str, chunks: list) -> Path:
+    final = directory / name
+    commit(write_temp(directory, name, chunks), final)
+    return final
+
+
+def clean_stale(directory: Path) -> list[Path]:
+    """Remove this agent's leftover temporary files (a crash between write and rename)."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and TEMP_MARK in entry.name and entry.is_file():
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError as exc:
+                log.warning("cannot remove stale temporary file %s: %s", entry.path, exc)
+    return removed
+
+
+@contextmanager
+def locked(lock_dir: Path, key: str) -> Iterator[None]:
+    """An exclusive advisory lock named ``key`` under ``lock_dir``."""
+    lock_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+    fd = os.open(lock_dir / f"{safe}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- decisions
+def read_primary(path: Path) -> fits.Header | None:
+    """The primary header of an existing file, or None if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            raw = b""
+            while True:
+                block = fh.read(BLOCK)
+                if len(block) < BLOCK:
+                    return None
+                raw += block
+                if any(block[i : i + 8] == b"END     " for i in range(0, BLOCK, 80)):
+                    break
+                if len(raw) > 100 * BLOCK:
+                    return None
+        return fits.Header.fromstring(raw.decode("ascii", "replace"))
+    except (OSError, ValueError):
+        return None
+
+
+def night_of(name: str, header: fits.Header) -> str:
+    """CCYYMMDD for the processed sub-directory: from the name, else from DATE-OBS.
+
+    Names with another root (``m1bTest.0001.fits``) carry no date; the observing
+    date of DATE-OBS (UTC + 5 h, raw-format.md "Names") is used for them.
+    """
+    m = _NAME_DATE.search(name)
+    if m:
+        return m.group(1)
+    from datetime import datetime, timedelta
+
+    text = str(header.get("DATE-OBS", "")).strip()
+    time_text = str(header.get("UTC-OBS", header.get("TIME-OBS", "00:00:00"))).strip()
+    try:
+        if "T" in text:
+            stamp = datetime.fromisoformat(text[:19])
+        else:
+            stamp = datetime.fromisoformat(f"{text}T{time_text[:8]}")
+        return (stamp + timedelta(hours=5)).strftime("%Y%m%d")
+    except ValueError:
+        return "undated"
+
+
+def channel_of(name: str, header: fits.Header) -> str | None:
+    """MODS1B..MODS2R from INSTRUME, else from the name's root, else None."""
+    instrume = str(header.get("INSTRUME", "")).strip().upper()
+    if instrume in CHANNELS:
+        return instrume
+    root = name.split(".", 1)[0].upper()
+    return root if root in CHANNELS else None
+
+
+def choose_name(raw_name: str, header: fits.Header, destinations: list[Path]) -> tuple[str, list[str]]:
+    """The name to deliver under: the raw name, unless a different exposure holds it.
+
+    The same exposure again (a replay, a duplicate trigger) replaces the earlier
+    delivery.  A different exposure under an existing name (azcam restarted and
+    its counter began again) is delivered under UNIQNAME, with a warning.
+    """
+    mine = Identity.of(header)
+    clash = None
+    for directory in destinations:
+        existing = directory / raw_name
+        if not existing.exists():
+            continue
+        theirs = read_primary(existing)
+        if theirs is None or not mine.same_exposure(Identity.of(theirs)):
+            clash = existing
+            break
+    if clash is None:
+        return raw_name, []
+    unique = str(header.get("UNIQNAME", "")).strip()
+    if not unique or unique == raw_name:
+        stem = raw_name[:-5] if raw_name.endswith(".fits") else raw_name
+        stamp = re.sub(r"[^0-9]", "", mine.date_obs + mine.time_obs)[:14] or "nodate"
+        unique = f"{stem}.{stamp}.fits"
+    final = unique
+    n = 1
+    while any((d / final).exists() and not _is_same(d / final, mine) for d in destinations):
+        n += 1
+        final = unique[:-5] + f".{n}.fits" if unique.endswith(".fits") else f"{unique}.{n}"
+    warning = (
+        f"{clash} holds a different exposure; delivered as {final} instead of {raw_name}"
+    )
+    return final, [warning]
+
+
+def _is_same(path: Path, mine: Identity) -> bool:
+    theirs = read_primary(path)
+    return theirs is not None and mine.same_exposure(Identity.of(theirs))
+
+
+def _pointer_is_newer(newdata: Path, pointer: Path, header: fits.Header) -> bool:
+    """True when the file ``pointer`` names is a later exposure than ``header``'s.
+
+    A replay of an old night must not send modsDisp back to old frames.
+    """
+    try:
+        current = pointer.read_text().strip()
+    except OSError:
+        return False
+    if not current:
+        return False
+    theirs = read_primary(newdata / current)
+    if theirs is None:
+        return False
+    a = str(theirs.get("DATE-OBS", "")).strip()
+    b = str(header.get("DATE-OBS", "")).strip()
+    return "T" in a and "T" in b and a > b
+
+
+# --------------------------------------------------------------------------- delivery
+def deliver(
+    raw_name: str,
+    header: fits.Header,
+    chunks: list,
+    newdata: Path,
+    processed: Path,
+    state: Path,
+) -> Delivery:
+    """Publish one processed file to processed/<night>/ and newdata/, then ``.new``."""
+    night_dir = processed / night_of(raw_name, header)
+    ensure_dir(night_dir)
+    destinations = [night_dir, newdata]
+    lock_dir = state / "locks"
+    with locked(lock_dir, f"name-{raw_name}"):
+        name, warnings = choose_name(raw_name, header, destinations)
+        # Both temporaries are complete and fsynced before either final name
+        # appears, so a crash leaves either nothing new or the processed copy.
+        tmp_processed = write_temp(night_dir, name, chunks)
+        try:
+            tmp_newdata = write_temp(newdata, name, chunks)
+        except BaseException:
+            tmp_processed.unlink(missing_ok=True)
+            raise
+        commit(tmp_processed, night_dir / name)
+        commit(tmp_newdata, newdata / name)
+    channel = channel_of(raw_name, header)
+    delivery = Delivery(name=name, outputs=(night_dir / name, newdata / name), channel=channel)
+    delivery.warnings += warnings
+    if channel is None:
+        delivery.warnings.append(
+            f"no channel known (INSTRUME {header.get('INSTRUME')!r}); no <CHAN>.new updated"
+        )
+        return delivery
+    pointer = newdata / f"{channel}.new"
+    with locked(lock_dir, f"pointer-{channel}"):
+        if _pointer_is_newer(newdata, pointer, header):
+            log.info("%s: %s names a later exposure; left as it is", name, pointer.name)
+        else:
+            atomic_write(newdata, pointer.name, [f"{name}\n".encode("ascii")])
+            delivery.pointer_updated = True
+    return delivery

@@ -1,0 +1,151 @@
+"""Processing steps: discovery, the runner, and provenance.
+
+A step is a module with one function ``run(frame, ctx) -> list[str]`` that
+changes the frame's headers (or adds MERGED) and returns warnings.  Steps never
+do I/O.  They are found through the ``modsingest.steps`` entry-point group, so a
+new step is one new module plus one line in ``setup.cfg`` and one in the
+configuration's ``steps`` list.
+
+The runner wraps every step with timing, logging and error capture: a step that
+raises is a warning on that step (in the log and in the header) and the file is
+still delivered with the other steps applied.  It also writes provenance into
+the primary header, after first removing the provenance of an earlier run, so
+processing a processed file gives the same file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Callable, Mapping, Protocol
+
+from .. import __version__
+from ..frame import Frame
+
+log = logging.getLogger("modsingest.steps")
+
+ENTRY_POINT_GROUP = "modsingest.steps"
+
+#: Provenance keywords the runner owns.
+PROV_VERSION = "MSIVER"
+PROV_STEPS = "MSISTEPS"
+PROV_DATE = "MSIDATE"
+HISTORY_PREFIX = "modsingest"
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may know besides the frame: nothing that needs I/O."""
+
+    source_name: str  # the raw file's base name
+    version: str = __version__
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    def __call__(self, frame: Frame, ctx: StepContext) -> list[str] | None: ...
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    warnings: list[str]
+    seconds: float
+    failed: bool = False  # the step raised: its changes may be partial
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+_REGISTRY: dict[str, Step] | None = None
+#: Plugins that are declared but failed to import, with the reason.
+BROKEN: dict[str, str] = {}
+
+
+def discover(refresh: bool = False) -> dict[str, Step]:
+    """Every installed step, by entry-point name (loaded once per process)."""
+    global _REGISTRY
+    if _REGISTRY is None or refresh:
+        found: dict[str, Step] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                found[ep.name] = ep.load()
+            except Exception as exc:  # one broken plugin must not stop the others
+                log.error("step plugin %s (%s) cannot be loaded: %s", ep.name, ep.value, exc)
+                BROKEN[ep.name] = f"{type(exc).__name__}: {exc}"
+        _REGISTRY = found
+    return _REGISTRY
+
+
+def run_steps(
+    frame: Frame,
+    names: tuple[str, ...] | list[str],
+    ctx: StepContext,
+    registry: Mapping[str, Step] | None = None,
+    now: Callable[[], float] = time.time,
+) -> list[StepOutcome]:
+    """Run ``names`` in order on ``frame``; never raises for a step's failure."""
+    registry = discover() if registry is None else registry
+    outcomes: list[StepOutcome] = []
+    for name in names:
+        step = registry.get(name)
+        start = time.perf_counter()
+        if step is None:
+            why = BROKEN.get(name, "not installed")
+            outcomes.append(StepOutcome(name, [f"step {name!r} unavailable: {why}"], 0.0, True))
+            continue
+        try:
+            warnings = [str(w) for w in (step(frame, ctx) or [])]
+            failed = False
+        except Exception as exc:  # a step's bug or a header it cannot use
+            log.exception("%s: step %s failed", ctx.source_name, name)
+            warnings = [f"failed: {type(exc).__name__}: {exc}"]
+            failed = True
+        seconds = time.perf_counter() - start
+        for w in warnings:
+            log.warning("%s: %s: %s", ctx.source_name, name, w)
+        outcomes.append(StepOutcome(name, warnings, seconds, failed))
+    record_provenance(frame, outcomes, ctx, now())
+    return outcomes
+
+
+def clear_provenance(frame: Frame) -> None:
+    """Remove what an earlier run of modsingest wrote, so a rerun does not stack it."""
+    header = frame.primary
+    for key in (PROV_VERSION, PROV_STEPS, PROV_DATE):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    if "HISTORY" in header:
+        kept = [str(v) for v in header["HISTORY"] if not str(v).startswith(HISTORY_PREFIX)]
+        header.remove("HISTORY", remove_all=True)
+        for value in kept:
+            header.add_history(value)
+
+
+def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContext, when: float) -> None:
+    clear_provenance(frame)
+    header = frame.primary
+    applied = ",".join(o.name for o in outcomes if o.ok)
+    header[PROV_VERSION] = (ctx.version, "modsingest version that processed this file")
+    header[PROV_STEPS] = (applied or "none", "modsingest steps applied")
+    header[PROV_DATE] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)),
+        "UTC when modsingest processed this file",
+    )
+    for o in outcomes:
+        for w in o.warnings:
+            for line in history_lines(f"{o.name}: {w}"):
+                header.add_history(line)
+
+
+def history_lines(text: str, width: int = 72) -> list[str]:
+    """``text`` as HISTORY values that each start with the prefix.
+
+    A long value would otherwise be wrapped by astropy into cards that do not
+    start with the prefix, and a rerun could not recognise them as ours.
+    """
+    room = width - len(HISTORY_PREFIX) - 1
+    text = " ".join(text.split()) or "-"
+    return [f"{HISTORY_PREFIX} {text[i : i + room]}" for i in range(0, len(text), room)]
