@@ -212,8 +212,9 @@ def scan_buffer(buf, size: int, path: str = "<buffer>") -> Layout:
 def _check_expected(layout: Layout) -> None:
     names = [h.extname for h in layout.hdus[1:5]]
     if len(layout.hdus) < 5:
+        have = [h.extname or ("PRIMARY" if h.index == 0 else f"HDU {h.index}") for h in layout.hdus]
         layout.problems.append(
-            f"only {len(layout.hdus)} HDUs: a MODS file has a primary and 4 amplifier extensions"
+            f"only {', '.join(have)}: a MODS file has a primary and 4 amplifier extensions"
         )
         return
     if tuple(names) not in AMP_NAMES:
@@ -238,7 +239,8 @@ class _PreadBuffer:
         self._fd = fd
 
     def __getitem__(self, item: slice) -> bytes:
-        return os.pread(self._fd, item.stop - item.start, item.start)
+        start = item.start or 0
+        return os.pread(self._fd, item.stop - start, start)
 
 
 def scan(path: str | os.PathLike) -> Layout:
