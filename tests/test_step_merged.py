@@ -121,3 +121,14 @@ def test_merged_fits_shape_is_rows_then_columns():
     f = read(nd=64, ny=48)
     merged_step.run(f, CTX)
     assert f.merged.data.shape == (96, 128)
+
+
+@pytest.mark.parametrize("band_bytes", [1, 4 * 128 * 5, 4 * 128 * 47, 10**9])
+def test_band_rendering_equals_the_whole_image(band_bytes):
+    """Any band size gives the same MERGED: bands straddling the quadrant boundary too."""
+    f = read(seed=11)
+    merged_step.run(f, CTX)
+    whole = f.merged.data
+    parts = list(f.merged.bands(band_bytes))
+    assert all(p.dtype == np.dtype(">f4") for p in parts)
+    assert b"".join(p.tobytes() for p in parts) == whole.tobytes()

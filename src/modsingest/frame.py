@@ -19,6 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from astropy.io import fits
@@ -84,15 +85,39 @@ class Conpars:
 
 @dataclass
 class Merged:
-    """The MERGED image made by the merged step.
+    """The MERGED image made by the merged step, as a plan rather than an array.
+
+    A full-frame MERGED is 8292x3088 float32, 102 MB: holding it whole next to
+    the raw file would break the agent's memory budget.  So the step records how
+    to render any band of rows (``render(first_row, stop_row, out)`` fills a
+    big-endian float32 array of shape (stop-first, columns)), and the writer
+    renders band after band straight into the output while earlier bands are
+    being written.  ``data`` renders the whole image, for tests and small files.
 
     ``header`` holds only MERGED's own cards (Q{n}BIAS, LTM/LTV, CCDSEC...);
     the writer puts the final primary cards before them, so MERGED always
     carries the primary as it is after every step, whatever the step order.
     """
 
-    data: np.ndarray  # float32 (big-endian preferred: written without a copy)
+    shape: tuple[int, int]  # numpy (rows, columns)
+    render: Callable[[int, int, np.ndarray], None]
     header: fits.Header = field(default_factory=fits.Header)
+
+    @property
+    def data(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=">f4")
+        self.render(0, self.shape[0], out)
+        return out
+
+    def bands(self, max_bytes: int = 4 << 20) -> Iterator[np.ndarray]:
+        """Successive row bands of at most ``max_bytes`` each, freshly rendered."""
+        rows, cols = self.shape
+        step = max(1, max_bytes // max(1, cols * 4))
+        for first in range(0, rows, step):
+            stop = min(rows, first + step)
+            out = np.empty((stop - first, cols), dtype=">f4")
+            self.render(first, stop, out)
+            yield out
 
 
 @dataclass

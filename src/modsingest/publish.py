@@ -20,16 +20,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import re
 import secrets
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from astropy.io import fits
 
 from .fitscheck import BLOCK
+from .writer import Patch
 
 log = logging.getLogger("modsingest.publish")
 
@@ -117,6 +120,91 @@ def _write_all(fd: int, chunks: list) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
+
+
+class _Destination(threading.Thread):
+    """Writes a stream of chunks (and patches) to one temporary file, then fsyncs.
+
+    One thread per destination: the processed disk and the newdata NFS mount
+    are written at the same time, and while they write, the main thread is
+    already rendering the next chunk (numpy and file writes release the GIL).
+    The queue is short so memory stays bounded by a few chunks.
+    """
+
+    def __init__(self, directory: Path, name: str):
+        super().__init__(name=f"write-{directory}", daemon=True)
+        self.path = _temp_path(directory, name)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        os.fchmod(self.fd, FILE_MODE)
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is _DONE:
+                    os.fsync(self.fd)
+                    return
+                if isinstance(item, Patch):
+                    os.pwrite(self.fd, item.data, item.offset)
+                else:
+                    _write_all(self.fd, [item])
+        except BaseException as exc:  # reported to the producer by finish()/put()
+            self.error = exc
+            # keep draining so the producer never blocks on a dead writer
+            while self.queue.get() is not _DONE:
+                pass
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def finish(self) -> None:
+        self.queue.put(_DONE)
+        self.join()
+        os.close(self.fd)
+        if self.error is not None:
+            raise self.error
+
+    def abandon(self) -> None:
+        """Stop and remove the temporary file (an error elsewhere)."""
+        if self.is_alive():
+            self.queue.put(_DONE)
+            self.join()
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.path.unlink(missing_ok=True)
+
+
+_DONE = object()
+
+
+def write_temps(directories: list[Path], name: str, items: Iterable) -> list[Path]:
+    """Stream ``items`` into one hidden temporary file per directory, all fsynced.
+
+    Returns the temporary paths; on any error every temporary file is removed
+    and the error raised.
+    """
+    writers: list[_Destination] = []
+    try:
+        for directory in directories:
+            writers.append(_Destination(directory, name))
+        for w in writers:
+            w.start()
+        for item in items:
+            for w in writers:
+                w.put(item)
+        for w in writers:
+            w.finish()
+    except BaseException:
+        for w in writers:
+            w.abandon()
+        raise
+    return [w.path for w in writers]
 
 
 def write_temp(directory: Path, name: str, chunks: list) -> Path:
@@ -293,12 +381,16 @@ def _pointer_is_newer(newdata: Path, pointer: Path, header: fits.Header) -> bool
 def deliver(
     raw_name: str,
     header: fits.Header,
-    chunks: list,
+    items: Iterable,
     newdata: Path,
     processed: Path,
     state: Path,
 ) -> Delivery:
-    """Publish one processed file to processed/<night>/ and newdata/, then ``.new``."""
+    """Publish one processed file to processed/<night>/ and newdata/, then ``.new``.
+
+    ``items`` are the writer's chunks and patches (``writer.Output.items()``),
+    consumed once while both destinations are written.
+    """
     night_dir = processed / night_of(raw_name, header)
     ensure_dir(night_dir)
     destinations = [night_dir, newdata]
@@ -307,12 +399,7 @@ def deliver(
         name, warnings = choose_name(raw_name, header, destinations)
         # Both temporaries are complete and fsynced before either final name
         # appears, so a crash leaves either nothing new or the processed copy.
-        tmp_processed = write_temp(night_dir, name, chunks)
-        try:
-            tmp_newdata = write_temp(newdata, name, chunks)
-        except BaseException:
-            tmp_processed.unlink(missing_ok=True)
-            raise
+        tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items)
         commit(tmp_processed, night_dir / name)
         commit(tmp_newdata, newdata / name)
     channel = channel_of(raw_name, header)

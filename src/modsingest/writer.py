@@ -17,6 +17,7 @@ encoding.  The tests hold it to astropy's and fitsverify's verification.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generator, Iterator
 
 import numpy as np
 from astropy.io import fits
@@ -90,21 +91,89 @@ def header_bytes(header: fits.Header, datasum: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- HDUs
-@dataclass
-class Output:
-    """The serialised file: chunks in order, and its total size."""
+@dataclass(frozen=True)
+class Patch:
+    """Bytes to write at an absolute offset once what precedes them is known.
 
-    chunks: list
-    size: int
+    MERGED's header carries the checksum of data rendered after it; it is
+    written first as a placeholder of the same length and patched at the end.
+    """
+
+    offset: int
+    data: bytes
+
+
+class Output:
+    """The serialised file, produced lazily as chunks (bytes/memoryviews) and ``Patch``es.
+
+    ``items()`` is meant to be consumed once, while writing: headers are made
+    just in time and MERGED is rendered band by band, so the CPU work overlaps
+    the I/O of earlier chunks and memory stays bounded.
+    """
+
+    def __init__(self, frame: Frame, band_bytes: int = 4 << 20):
+        self.frame = frame
+        self.band_bytes = band_bytes
+
+    def items(self) -> Iterator:
+        frame = self.frame
+        offset = 0
+        for chunk in _hdu(frame.primary, b""):
+            offset += len(chunk)
+            yield chunk
+        blocks = [(amp.header, amp.block) for amp in frame.amps]
+        if frame.conpars is not None:
+            blocks.append((frame.conpars.header, frame.conpars.block))
+        else:
+            blocks.append((placeholder_conpars(), b""))
+        for header, block in blocks:
+            for chunk in _hdu(header, block):
+                offset += len(chunk)
+                yield chunk
+        if frame.merged is not None:
+            offset = yield from self._merged(offset)
+        for extra in frame.extras:
+            for chunk in _hdu(extra.header, extra.block):
+                offset += len(chunk)
+                yield chunk
+
+    def _merged(self, offset: int) -> Generator:
+        """MERGED's header placeholder, its bands, padding, then the header patch."""
+        header = merged_header(self.frame.primary, self.frame.merged)
+        placeholder = header_bytes(header, 0)
+        yield placeholder
+        datasum = 0
+        written = 0
+        for band in self.frame.merged.bands(self.band_bytes):
+            raw = memoryview(band).cast("B")
+            datasum = ones_sum(raw, datasum)
+            written += len(raw)
+            yield raw
+        pad = padded(written) - written
+        if pad:
+            yield bytes(pad)  # zero padding adds nothing to the sum
+        final = header_bytes(header, datasum)
+        assert len(final) == len(placeholder)
+        yield Patch(offset, final)
+        return offset + len(placeholder) + written + pad
 
     def tobytes(self) -> bytes:
-        return b"".join(bytes(c) for c in self.chunks)
+        """The whole file in memory, patches applied (tests, small files)."""
+        out = bytearray()
+        for item in self.items():
+            if isinstance(item, Patch):
+                out[item.offset : item.offset + len(item.data)] = item.data
+            else:
+                out += bytes(item)
+        assert len(out) % BLOCK == 0, "serialised size is not whole FITS blocks"
+        return bytes(out)
 
 
 def _hdu(header: fits.Header, block) -> list:
     """Header + verbatim (already padded) data block."""
-    datasum = ones_sum(block) if len(block) else 0
-    return [header_bytes(header, datasum), block] if len(block) else [header_bytes(header, 0)]
+    if not len(block):
+        return [header_bytes(header, 0)]
+    return [header_bytes(header, ones_sum(block)), block]
 
 
 def placeholder_conpars() -> fits.Header:
@@ -129,7 +198,7 @@ def placeholder_conpars() -> fits.Header:
 
 def merged_header(primary: fits.Header, merged: Merged) -> fits.Header:
     """MERGED's header: image structure, the final primary's cards, MERGED's own cards."""
-    rows, cols = merged.data.shape
+    rows, cols = merged.shape
     h = fits.Header()
     h["XTENSION"] = ("IMAGE", "image extension")
     h["BITPIX"] = (-32, "float32")
@@ -149,34 +218,6 @@ def merged_header(primary: fits.Header, merged: Merged) -> fits.Header:
     return h
 
 
-def _merged_block(data: np.ndarray) -> memoryview:
-    if data.dtype != np.dtype(">f4") or not data.flags.c_contiguous:
-        data = np.ascontiguousarray(data, dtype=">f4")
-    raw = memoryview(data).cast("B")
-    return raw
-
-
-def serialize(frame: Frame) -> Output:
-    """All HDUs of the output, in the layout of processing.md."""
-    chunks: list = []
-    chunks += _hdu(frame.primary, b"")
-    for amp in frame.amps:
-        chunks += _hdu(amp.header, amp.block)
-    if frame.conpars is not None:
-        chunks += _hdu(frame.conpars.header, frame.conpars.block)
-    else:
-        chunks += _hdu(placeholder_conpars(), b"")
-    if frame.merged is not None:
-        header = merged_header(frame.primary, frame.merged)
-        block = _merged_block(frame.merged.data)
-        pad = padded(len(block)) - len(block)
-        # float32 data is whole 4-byte words and zero padding adds nothing to the sum
-        chunks.append(header_bytes(header, ones_sum(block)))
-        chunks.append(block)
-        if pad:
-            chunks.append(bytes(pad))
-    for extra in frame.extras:
-        chunks += _hdu(extra.header, extra.block)
-    size = sum(len(c) for c in chunks)
-    assert size % BLOCK == 0, "serialised size is not whole FITS blocks"
-    return Output(chunks=chunks, size=size)
+def serialize(frame: Frame, band_bytes: int = 4 << 20) -> Output:
+    """All HDUs of the output, in the layout of processing.md (produced lazily)."""
+    return Output(frame, band_bytes)

@@ -4,8 +4,9 @@ On-site acquisition tools open HDU 6 and are calibrated for the pre-Archon
 MODS orientation, which is the DETSEC mosaic turned upside down; placement and
 MERGED's own LTM/LTV/CCDSEC come from the geometry model.  The values must equal
 the incumbent's bit for bit: raw integers minus a median that is an integer or
-a half-integer are exact in float32, so the subtraction is done straight into a
-preallocated big-endian float32 buffer, one pass per amplifier.
+a half-integer are exact in float32, so the subtraction is done straight into
+big-endian float32 output, band by band as the writer asks for it (see
+``frame.Merged``: a full-frame MERGED is 102 MB and is never held whole).
 """
 
 from __future__ import annotations
@@ -34,26 +35,60 @@ def bias_and_noise(amp, data_cols: int) -> tuple[float, float]:
     return float(np.median(region)), float(np.std(region))
 
 
+def amp_band(amp, readout, first: int, stop: int):
+    """The part of MERGED rows [first, stop) that ``amp`` fills.
+
+    Returns (rows of ``out``, columns of MERGED, stored-value view already
+    flipped) or None when the band misses the amplifier's quadrant.  Every
+    amplifier is flipped top-bottom: MERGED row ``r0 + i`` is amplifier row
+    ``ny - 1 - i``.
+    """
+    rows, cols, fliplr = readout.merged_slot(amp.number)
+    lo, hi = max(first, rows.start), min(stop, rows.stop)
+    if lo >= hi:
+        return None
+    ny, nd = readout.rows, readout.data_cols
+    top = ny - 1 - (lo - rows.start)  # amplifier row of MERGED row lo
+    bottom = ny - (hi - rows.start)  # amplifier row of MERGED row hi-1
+    source = amp.stored[bottom : top + 1, :nd][::-1]
+    if fliplr:
+        source = source[:, ::-1]
+    return slice(lo - first, hi - first), cols, source
+
+
+def make_renderer(amps, readout, offsets):
+    """A closure filling any band of MERGED; ``offsets[n]`` = BZERO - bias of amp n.
+
+    stored + (BZERO - bias) in float32 is exact: the true value (raw integer
+    minus an integer or half-integer median) is representable, and IEEE
+    addition rounds to it.  The incumbent's float64 subtraction gives the same.
+    """
+
+    def render(first: int, stop: int, out) -> None:
+        for amp in amps:
+            placed = amp_band(amp, readout, first, stop)
+            if placed is None:
+                continue
+            out_rows, cols, source = placed
+            target = out[out_rows, cols]
+            if amp.bscale == 1.0:
+                np.add(source, np.float32(offsets[amp.number]), out=target, casting="unsafe")
+            else:
+                scaled = source.astype(np.float64) * amp.bscale
+                np.add(scaled, offsets[amp.number], out=target, casting="unsafe")
+
+    return render
+
+
 def run(frame, ctx) -> list[str]:
     readout, warnings = readout_from_headers(frame.primary, [a.header for a in frame.amps])
     nd = readout.data_cols
-    out = np.empty(readout.merged_shape, dtype=">f4")
     header = fits.Header()
     header["BUNIT"] = ("ADU", "bias-subtracted counts")
+    offsets = {}
     for amp in frame.amps:
         bias, noise = bias_and_noise(amp, nd)
-        rows, cols, fliplr = readout.merged_slot(amp.number)
-        target = out[rows, cols]
-        if amp.bscale == 1.0:
-            source = amp.stored[::-1, :nd]
-            if fliplr:
-                source = source[:, ::-1]
-            np.add(source, np.float32(amp.bzero - bias), out=target, casting="unsafe")
-        else:
-            source = amp.physical(slice(None, None, -1), slice(0, nd))
-            if fliplr:
-                source = source[:, ::-1]
-            np.subtract(source, bias, out=target, casting="unsafe")
+        offsets[amp.number] = amp.bzero - bias
         q = MERGED_QUADRANT[amp.number]
         header[f"Q{q}BIAS"] = (bias, f"Q{q} median overscan bias [DN] ({amp.extname})")
         header[f"Q{q}STD"] = (noise, f"Q{q} overscan bias stdev [DN] ({amp.extname})")
@@ -61,5 +96,6 @@ def run(frame, ctx) -> list[str]:
     for key, value in section.wcs_cards().items():
         header[key] = (value, "MERGED to CCD transformation")
     header["CCDSEC"] = (str(section), "CCD section of MERGED (rows run in -y)")
-    frame.merged = Merged(data=out, header=header)
+    render = make_renderer(list(frame.amps), readout, offsets)
+    frame.merged = Merged(shape=readout.merged_shape, render=render, header=header)
     return warnings
