@@ -79,3 +79,21 @@ def test_a_failing_step_still_delivers_with_a_warning_in_the_header(layout, monk
     assert any("geometry: failed: RuntimeError: boom" in str(v) for v in h["HISTORY"])
     with fits.open(layout["newdata"] / raw.name) as hdul:
         assert hdul[6].name == "MERGED"
+
+
+def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monkeypatch):
+    from modsingest.steps import merged as merged_step
+
+    def exploding_renderer(amps, readout, offsets):
+        def render(first, stop, out):
+            raise MemoryError("simulated")
+        return render
+
+    monkeypatch.setattr(merged_step, "make_renderer", exploding_renderer)
+    raw = write_raw(layout, "mods1b.20260102.0001.fits", tiny_raw())
+    assert main(["process", "--config", str(layout["config"]), str(raw)]) == 0
+    with fits.open(layout["newdata"] / raw.name, checksum=True) as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "IM1", "IM2", "IM3", "IM4", "CONPARS"]
+        assert "merged" not in hdul[0].header["MSISTEPS"]
+        assert any("merged: failed while rendering: MemoryError" in str(v) for v in hdul[0].header["HISTORY"])
+    assert not [p for p in layout["newdata"].iterdir() if p.name.startswith(".")]

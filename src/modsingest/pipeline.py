@@ -98,11 +98,7 @@ class Pipeline:
         if frame.extras:
             result.warnings.append(f"{len(frame.extras)} unexpected extra HDU(s) carried after MERGED")
         t2 = t()
-        output = writer.serialize(frame)
-        paths = self.settings.paths
-        delivery = publish.deliver(
-            path.name, frame.primary, output.items(), paths.newdata, paths.processed, paths.state
-        )
+        delivery = self._publish(path, frame, result)
         t3 = t()
         result.warnings += [f"publish: {w}" for w in delivery.warnings]
         result.name = delivery.name
@@ -111,3 +107,39 @@ class Pipeline:
         result.ok = True
         # writing and publishing overlap (the writer renders while publish writes)
         result.timings = {"read": t1 - t0, "steps": t2 - t1, "write+publish": t3 - t2}
+
+    def _publish(self, path: Path, frame, result: Result):
+        """Write and publish; if rendering MERGED fails mid-stream, deliver without it.
+
+        MERGED is rendered while the file is written, so a failure there (which
+        the step's own checks should prevent) surfaces here.  The raw data must
+        still reach the observers: the file is written again without MERGED and
+        the failure becomes a warning in the log and the header.
+        """
+        paths = self.settings.paths
+
+        def attempt():
+            return publish.deliver(
+                path.name, frame.primary, writer.serialize(frame).items(),
+                paths.newdata, paths.processed, paths.state,
+            )
+
+        if frame.merged is None:
+            return attempt()
+        try:
+            return attempt()
+        except OSError:
+            raise
+        except Exception as exc:
+            log.exception("%s: rendering MERGED failed; delivering without it", path)
+            warning = f"failed while rendering: {type(exc).__name__}: {exc}"
+            frame.merged = None
+            from .steps import history_lines
+
+            for line in history_lines(f"merged: {warning}"):
+                frame.primary.add_history(line)
+            steps = [s for s in str(frame.primary.get("MSISTEPS", "")).split(",") if s and s != "merged"]
+            frame.primary["MSISTEPS"] = ",".join(steps) or "none"
+            result.warnings.append(f"merged: {warning}")
+            result.steps = tuple(s for s in result.steps if s != "merged")
+            return attempt()

@@ -112,20 +112,38 @@ def run_steps(
     return outcomes
 
 
-def clear_provenance(frame: Frame) -> None:
-    """Remove what an earlier run of modsingest wrote, so a rerun does not stack it."""
+def _split_history(header) -> tuple[list[str], list[str]]:
+    """(HISTORY values that are not ours, our earlier warning lines)."""
+    if "HISTORY" not in header:
+        return [], []
+    ours, theirs = [], []
+    for value in header["HISTORY"]:
+        (ours if str(value).startswith(HISTORY_PREFIX) else theirs).append(str(value))
+    return theirs, ours
+
+
+def clear_provenance(frame: Frame) -> list[str]:
+    """Remove what an earlier run of modsingest wrote; return its warning lines."""
     header = frame.primary
     for key in (PROV_VERSION, PROV_STEPS, PROV_DATE):
         header.remove(key, ignore_missing=True, remove_all=True)
-    if "HISTORY" in header:
-        kept = [str(v) for v in header["HISTORY"] if not str(v).startswith(HISTORY_PREFIX)]
+    theirs, ours = _split_history(header)
+    if ours:
         header.remove("HISTORY", remove_all=True)
-        for value in kept:
+        for value in theirs:
             header.add_history(value)
+    return ours
 
 
 def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContext, when: float) -> None:
-    clear_provenance(frame)
+    """Version, steps applied and every step's warnings, in the primary.
+
+    Warnings say what a step changed, so a rerun on a processed file finds less
+    to change and says less; to keep reprocessing idempotent, the warnings of an
+    earlier run are kept and only new lines added.  A step that failed before
+    and succeeds now loses its old 'failed' lines.
+    """
+    earlier = clear_provenance(frame)
     header = frame.primary
     applied = ",".join(o.name for o in outcomes if o.ok)
     header[PROV_VERSION] = (ctx.version, "modsingest version that processed this file")
@@ -134,10 +152,27 @@ def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContex
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)),
         "UTC when modsingest processed this file",
     )
+    recovered = tuple(f"{HISTORY_PREFIX} {o.name}: failed" for o in outcomes if o.ok)
+    entries = [e for e in _entries(earlier) if not e[0].startswith(recovered)] if recovered else _entries(earlier)
     for o in outcomes:
         for w in o.warnings:
-            for line in history_lines(f"{o.name}: {w}"):
-                header.add_history(line)
+            entry = tuple(history_lines(f"{o.name}: {w}"))
+            if entry not in entries:
+                entries.append(entry)
+    for entry in entries:
+        for line in entry:
+            header.add_history(line)
+
+
+def _entries(lines: list[str]) -> list[tuple[str, ...]]:
+    """Group HISTORY lines into warnings: a continuation line starts with the prefix and '+'."""
+    entries: list[list[str]] = []
+    for line in lines:
+        if line.startswith(HISTORY_PREFIX + "+") and entries:
+            entries[-1].append(line)
+        else:
+            entries.append([line])
+    return [tuple(e) for e in entries]
 
 
 def history_lines(text: str, width: int = 72) -> list[str]:
@@ -146,6 +181,7 @@ def history_lines(text: str, width: int = 72) -> list[str]:
     A long value would otherwise be wrapped by astropy into cards that do not
     start with the prefix, and a rerun could not recognise them as ours.
     """
-    room = width - len(HISTORY_PREFIX) - 1
+    room = width - len(HISTORY_PREFIX) - 2
     text = " ".join(text.split()) or "-"
-    return [f"{HISTORY_PREFIX} {text[i : i + room]}" for i in range(0, len(text), room)]
+    chunks = [text[i : i + room] for i in range(0, len(text), room)]
+    return [f"{HISTORY_PREFIX} {chunks[0]}"] + [f"{HISTORY_PREFIX}+ {c}" for c in chunks[1:]]

@@ -1,0 +1,301 @@
+"""archive: the primary-header conventions of the LBTO archive and on-site tools.
+
+The archive ingests only headers in its own conventions (decimal TELALT/TELAZ,
+a logical NONSIDER, upper-case IMAGETYP, no blank strings, the OBJ*/GUI* set,
+a UNIQNAME), and the on-site tools read some keywords without checking that
+they exist.  Each numbered rule of processing.md "archive" is one function
+below, applied in the numbered order; ``RULES`` lists them.
+
+Every rule maps its own output to itself, so a processed file processed again
+keeps the same header: 'Up' stays 'Up', a float TELALT stays that float, the
+'None' placeholders are not upper-cased to 'NONE', UNIQNAME comes from the
+processed DATE-OBS and is therefore the same.
+
+A value a rule cannot use is a warning and is left as it is: the file is
+delivered either way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from astropy.io import fits
+
+from ..frame import Frame
+from ..headerval import date_time, degrees, is_blank, logical, resolve_channel, split_date_obs
+from . import StepContext
+
+#: The archive's word for "no value"; also what a missing required key gets.
+PLACEHOLDER = "None"
+
+ZD_UNUSABLE = -99.99
+TIME_KEYWORDS = ("UTC-OBS", "TIME-OBS", "UT")  # raw time of DATE-OBS, in order of trust
+
+#: Cards with free text rather than a value: never "blank string values".
+_COMMENTARY = {"COMMENT", "HISTORY", ""}
+
+#: Rule 5, in the incumbent's order and wording: (keyword, value, comment).
+CONSTANTS = (
+    ("OBJRADEC", "FK5", "Target coordinate system"),
+    ("OBJEQUIN", "J2000", "Target coordinate system equinox"),
+    ("OBJEPOCH", 2000.0, "Target epoch"),
+    ("GUINAME", PLACEHOLDER, "Guide star name"),
+    ("GUIRADEC", "FK5", "Guide star coordinate system"),
+    ("GUIEQUIN", "J2000", "Guide star coordinate system equinox"),
+    ("GUIPMRA", 0.0, "Guide star RA proper motion [mas/yr]"),
+    ("GUIPMDEC", 0.0, "Guide star DEC proper motion [mas/yr]"),
+    ("GUIEPOCH", 2000.0, "Guide star epoch"),
+)
+
+#: Rule 6: the non-sidereal keywords the archive expects even for sidereal targets.
+NONSIDEREAL_TEXT = (
+    ("NSTYPE", "Non-sidereal target type"),
+    ("NSEPHFIL", "Non-sidereal ephemeris file name"),
+)
+
+#: Rule 11: read without a check by modsDisp/modsAlign (clients.md), with the
+#: comments azcam's templates give them.
+REQUIRED = (
+    ("IMAGETYP", "Image type"),
+    ("OBJECT", "Object name"),
+    ("INSTRUME", "Instrument Name"),
+    ("CHANNEL", "MODS Channel [blue|red]"),
+    ("FILTNAME", "Camera Filter Name"),
+    ("MASKNAME", "Slit Mask Name"),
+    ("MASKPOS", "Slit Mask Position"),
+)
+
+ANGLE_COMMENTS = {
+    "TELALT": "Telescope Altitude at start of obs [deg]",
+    "TELAZ": "Telescope Azimuth at start of obs [deg]",
+}
+
+Rule = Callable[[fits.Header, Frame], list[str]]
+
+
+def run(frame: Frame, ctx: StepContext) -> list[str]:
+    warnings: list[str] = []
+    for rule in RULES:
+        warnings.extend(rule(frame.primary, frame))
+    return warnings
+
+
+def _put(header: fits.Header, keyword: str, value, comment: str, after: str | None = None) -> None:
+    """Set a card; a new one goes after ``after`` when that card exists.
+
+    An existing card is updated where it is (never moved), so a rerun keeps
+    the card order of the first run.
+    """
+    comment = _comment_that_fits(keyword, value, comment)
+    if keyword not in header and after is not None and after in header:
+        header.set(keyword, value, comment, after=after)
+    else:
+        header[keyword] = (value, comment)
+
+
+def _comment_that_fits(keyword: str, value, comment: str) -> str:
+    """``comment``, or '' when it would not fit on the card beside ``value``.
+
+    astropy would truncate it with a VerifyWarning; a copied OBJECT can be long
+    enough for that, and a missing comment is better than a cut one.
+    """
+    image = fits.Card(keyword, value).image
+    if len(image) > fits.Card.length:
+        return comment  # a CONTINUE card: astropy puts the comment on the last one
+    room = fits.Card.length - len(image.rstrip()) - len(" / ")
+    return comment if len(comment) <= room else ""
+
+
+def rule_1_decimal_telescope_angles(header: fits.Header, frame: Frame) -> list[str]:
+    """TELALT/TELAZ as decimal degrees; the comment is rewritten too, since a
+    pre-2026 card's comment may still say the value is DMS."""
+    warnings = []
+    for keyword, comment in ANGLE_COMMENTS.items():
+        if keyword not in header:
+            continue
+        value = header[keyword]
+        try:
+            header[keyword] = (degrees(value), comment)
+        except ValueError as exc:
+            warnings.append(f"{keyword} = {value!r} unusable ({exc}): left as is")
+    return warnings
+
+
+def rule_2_zenith_distance(header: fits.Header, frame: Frame) -> list[str]:
+    """ZD = 90 - TELALT, or -99.99 when TELALT is missing, unusable or not an altitude."""
+    warnings = []
+    altitude = header.get("TELALT")
+    zd = ZD_UNUSABLE
+    if altitude is None:
+        warnings.append(f"TELALT missing: ZD = {ZD_UNUSABLE}")
+    elif isinstance(altitude, float) and -90.0 <= altitude <= 90.0:
+        zd = 90.0 - altitude
+    else:
+        # rule 1 ran first: a TELALT that is not a float here could not be read.
+        warnings.append(f"TELALT = {altitude!r} is not an altitude in degrees: ZD = {ZD_UNUSABLE}")
+    after = "TELAZ" if "TELAZ" in header else "TELALT"
+    _put(header, "ZD", zd, "Zenith distance at start of obs [deg]", after=after)
+    return warnings
+
+
+def rule_3_weather_link(header: fits.Header, frame: Frame) -> list[str]:
+    """LBTWLINK '1'/'0' (a TCS boolean) as 'Up'/'Down'; a processed 'Up'/'Down' is kept.
+
+    Absent when the telescope block is absent; then nothing is invented.
+    """
+    if "LBTWLINK" not in header:
+        return []
+    value = header["LBTWLINK"]
+    state = _link_state(value)
+    header["LBTWLINK"] = (state, "LBT Weather Station Link State")
+    if state == "Unknown" and not (isinstance(value, str) and value.strip() == "Unknown"):
+        return [f"LBTWLINK = {value!r} is not 1/0 or Up/Down: set to 'Unknown'"]
+    return []
+
+
+def _link_state(value: object) -> str:
+    """'Up', 'Down' or 'Unknown' for a raw or already processed LBTWLINK."""
+    if isinstance(value, bool):
+        return "Up" if value else "Down"
+    if isinstance(value, (int, float)):
+        return {1: "Up", 0: "Down"}.get(value, "Unknown")
+    if isinstance(value, str):
+        word = value.strip()
+        by_word = {"1": "Up", "0": "Down", "up": "Up", "down": "Down"}
+        return by_word.get(word.lower(), "Unknown")
+    return "Unknown"
+
+
+def rule_4_objname(header: fits.Header, frame: Frame) -> list[str]:
+    """OBJNAME = OBJECT, the archive's name for the target; 'None' without one."""
+    value = header.get("OBJECT")
+    if value is None or is_blank(value):
+        value = PLACEHOLDER
+    _put(header, "OBJNAME", value, "Target Name", after="OBJECT")
+    return []
+
+
+def rule_5_target_and_guide_constants(header: fits.Header, frame: Frame) -> list[str]:
+    """The OBJ*/GUI* keywords the archive requires; a value already there wins."""
+    for keyword, value, comment in CONSTANTS:
+        if keyword not in header:
+            header[keyword] = (value, comment)
+    return []
+
+
+def rule_6_no_blank_strings(header: fits.Header, frame: Frame) -> list[str]:
+    """Blank string values become 'None' (the archive warns on blanks), and the
+    non-sidereal keywords exist even for sidereal targets.
+
+    Cards are changed by index so that a keyword that occurs twice is fixed in
+    both places and every card keeps its comment and position.
+    """
+    for index, card in enumerate(header.cards):
+        if card.keyword not in _COMMENTARY and is_blank(card.value):
+            header[index] = PLACEHOLDER
+    for keyword, comment in NONSIDEREAL_TEXT:
+        if keyword not in header:
+            header[keyword] = (PLACEHOLDER, comment)
+    return []
+
+
+def rule_7_nonsider_logical(header: fits.Header, frame: Frame) -> list[str]:
+    """NONSIDER as a FITS logical; the TCS writes an integer 1/0."""
+    if "NONSIDER" not in header:
+        return []
+    value = header["NONSIDER"]
+    try:
+        header["NONSIDER"] = (logical(value), "Target is non-sidereal")
+    except ValueError as exc:
+        return [f"NONSIDER = {value!r} unusable ({exc}): left as is"]
+    return []
+
+
+def rule_8_no_nextend(header: fits.Header, frame: Frame) -> list[str]:
+    """NEXTEND goes: azcam writes 4 although 5 or 6 extensions follow."""
+    header.remove("NEXTEND", ignore_missing=True, remove_all=True)
+    return []
+
+
+def rule_9_imagetyp_upper(header: fits.Header, frame: Frame) -> list[str]:
+    """IMAGETYP in upper case, as the archive and PypeIt compare it.
+
+    The 'None' placeholder is left as it is, so that a rerun does not turn it
+    into 'NONE'.
+    """
+    value = header.get("IMAGETYP")
+    if value is None or value == PLACEHOLDER:
+        return []
+    if not isinstance(value, str):
+        return [f"IMAGETYP = {value!r} is not a string: left as is"]
+    header["IMAGETYP"] = value.strip().upper()
+    return []
+
+
+def rule_10_uniqname(header: fits.Header, frame: Frame) -> list[str]:
+    """UNIQNAME = <instrument>.<CCYYMMDD>.<hhmmss>.fits from DATE-OBS.
+
+    Built from the header rather than from the clock, so processing the file
+    again gives the same name.  The seconds are truncated, after the '.1000'
+    carry.  Without a usable instrument or time nothing is written (an existing
+    UNIQNAME from an earlier run is left alone).
+    """
+    channel, channel_problem = resolve_channel(header.get("INSTRUME"), frame.name)
+    start, time_problem = _start_of_exposure(header)
+    if channel is None or start is None:
+        reasons = "; ".join(p for p in (channel_problem, time_problem) if p)
+        return [f"UNIQNAME not written: {reasons}"]
+    stamp = f"{start.year:04d}{start.month:02d}{start.day:02d}.{start:%H%M%S}"
+    _put(header, "UNIQNAME", f"{channel.lower()}.{stamp}.fits", "Unique filename")
+    return [channel_problem] if channel_problem else []
+
+
+def _start_of_exposure(header: fits.Header) -> tuple[datetime | None, str | None]:
+    """(start of the exposure, None), or (None, the reason there is none).
+
+    DATE-OBS is 'YYYY-MM-DDThh:mm:ss.sss' after the timestamps step; when that
+    step is switched off it is the raw date alone, and the time is taken from
+    UTC-OBS/TIME-OBS/UT, the first one that reads, as the timestamps step would.
+    """
+    date_obs = header.get("DATE-OBS")
+    if not isinstance(date_obs, str):
+        return None, f"DATE-OBS = {date_obs!r} is not a date"
+    day, clock = split_date_obs(date_obs)
+    sources = [("DATE-OBS", clock)] if clock is not None else []
+    sources += [(k, header[k]) for k in TIME_KEYWORDS if isinstance(header.get(k), str)]
+    if not sources:
+        return None, f"DATE-OBS = {date_obs!r} has no time and there is no {'/'.join(TIME_KEYWORDS)}"
+    problems = []
+    for keyword, clock_text in sources:
+        try:
+            return date_time(day, clock_text), None
+        except ValueError as exc:
+            problems.append(f"with {keyword} time {clock_text!r}: {exc}")
+    return None, f"DATE-OBS = {date_obs!r} unusable ({'; '.join(problems)})"
+
+
+def rule_11_required_keywords(header: fits.Header, frame: Frame) -> list[str]:
+    """The keywords modsDisp and modsAlign read without checking exist ('None' if not):
+    a missing one stops modsDisp's display loop."""
+    warnings = []
+    for keyword, comment in REQUIRED:
+        if keyword not in header:
+            header[keyword] = (PLACEHOLDER, comment)
+            warnings.append(f"{keyword} missing: added as {PLACEHOLDER!r}")
+    return warnings
+
+
+RULES: tuple[Rule, ...] = (
+    rule_1_decimal_telescope_angles,
+    rule_2_zenith_distance,
+    rule_3_weather_link,
+    rule_4_objname,
+    rule_5_target_and_guide_constants,
+    rule_6_no_blank_strings,
+    rule_7_nonsider_logical,
+    rule_8_no_nextend,
+    rule_9_imagetyp_upper,
+    rule_10_uniqname,
+    rule_11_required_keywords,
+)
