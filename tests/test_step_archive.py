@@ -425,7 +425,7 @@ def test_rule_10_uniqname_lower_case_of_instrume():
 REQUIRED = ("IMAGETYP", "OBJECT", "INSTRUME", "CHANNEL", "FILTNAME", "MASKNAME", "MASKPOS")
 
 
-@pytest.mark.parametrize("keyword", REQUIRED)
+@pytest.mark.parametrize("keyword", [k for k in REQUIRED if k != "INSTRUME"])
 def test_rule_11_missing_required_keyword_added_as_none(keyword):
     hdr = primary(**{keyword: None})
     got = apply(hdr)
@@ -434,10 +434,14 @@ def test_rule_11_missing_required_keyword_added_as_none(keyword):
 
 
 def test_rule_11_engineering_frame_without_instrument_block():
+    """INSTRUME comes from the raw name (mods1b...), the other six are 'None'."""
     hdr = fits.Header([("DATE-OBS", "2026-01-02T03:04:05.678")])
     got = apply(hdr)
-    assert [hdr[k] for k in REQUIRED] == ["None"] * 7
-    assert [w for w in got if "missing: added as 'None'" in w] == [f"{k} missing: added as 'None'" for k in REQUIRED]
+    expected = ["MODS1B" if k == "INSTRUME" else "None" for k in REQUIRED]
+    assert [hdr[k] for k in REQUIRED] == expected
+    assert [w for w in got if "missing: added as" in w] == [
+        f"{k} missing: added as {v!r}" for k, v in zip(REQUIRED, expected)
+    ]
 
 
 def test_rule_11_present_keywords_untouched():
@@ -499,3 +503,18 @@ def test_weird_values_never_raise_and_a_rerun_changes_nothing(telalt, telaz, lin
     once = hdr.tostring()
     apply(hdr)
     assert hdr.tostring() == once
+
+
+def test_rule_11_missing_instrume_is_taken_from_the_file_name():
+    """modsDisp needs INSTRUME to be one of the four channels; the raw name says which."""
+    from astropy.io import fits as _fits
+    from modsingest.frame import Frame as _Frame
+    from modsingest.steps import archive as _archive
+
+    f = _Frame(path=Path("mods2r.20260102.0007.fits"), primary=_fits.Header({"OBJECT": "x"}), amps=[])
+    warnings = _archive.rule_11_required_keywords(f.primary, f)
+    assert f.primary["INSTRUME"] == "MODS2R"
+    assert "INSTRUME missing: added as 'MODS2R'" in warnings
+    g = _Frame(path=Path("m1bTest.0001.fits"), primary=_fits.Header(), amps=[])
+    _archive.rule_11_required_keywords(g.primary, g)
+    assert g.primary["INSTRUME"] == "None"

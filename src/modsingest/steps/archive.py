@@ -23,7 +23,15 @@ from typing import Callable
 from astropy.io import fits
 
 from ..frame import Frame
-from ..headerval import date_time, degrees, is_blank, logical, resolve_channel, split_date_obs
+from ..headerval import (
+    channel_from_filename,
+    date_time,
+    degrees,
+    is_blank,
+    logical,
+    resolve_channel,
+    split_date_obs,
+)
 from . import StepContext
 
 #: The archive's word for "no value"; also what a missing required key gets.
@@ -281,8 +289,12 @@ def rule_11_required_keywords(header: fits.Header, frame: Frame) -> list[str]:
     warnings = []
     for keyword, comment in REQUIRED:
         if keyword not in header:
-            header[keyword] = (PLACEHOLDER, comment)
-            warnings.append(f"{keyword} missing: added as {PLACEHOLDER!r}")
+            value = PLACEHOLDER
+            if keyword == "INSTRUME":
+                # modsDisp needs one of the four channels; the raw name still says it
+                value = channel_from_filename(frame.name) or PLACEHOLDER
+            header[keyword] = (value, comment)
+            warnings.append(f"{keyword} missing: added as {value!r}")
     return warnings
 
 
