@@ -147,7 +147,7 @@ def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContex
     header = frame.primary
     applied = ",".join(o.name for o in outcomes if o.ok)
     header[PROV_VERSION] = (ctx.version, "modsingest version that processed this file")
-    header[PROV_STEPS] = (applied or "none", "modsingest steps applied")
+    header[PROV_STEPS] = (applied or "none", "steps applied")
     header[PROV_DATE] = (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)),
         "UTC when modsingest processed this file",
