@@ -25,7 +25,7 @@ bench: install
 
 # Regenerate the recorded fixtures on purpose (never done by the tests).
 fixtures: install
-	$(BIN)/python tools/make_fixtures.py
+	$(BIN)/python tools/make_fixtures.py --write
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
