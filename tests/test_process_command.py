@@ -97,3 +97,25 @@ def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monk
         assert "merged" not in hdul[0].header["MSISTEPS"]
         assert any("merged: failed while rendering: MemoryError" in str(v) for v in hdul[0].header["HISTORY"])
     assert not [p for p in layout["newdata"].iterdir() if p.name.startswith(".")]
+
+
+def test_publish_errors_are_retryable_and_read_errors_are_not(layout, monkeypatch):
+    import errno
+
+    from modsingest import publish
+    from modsingest.config import load
+    from modsingest.pipeline import Pipeline
+
+    pipe = Pipeline(load(layout["config"]))
+    bad = write_raw(layout, "mods1b.20260102.0009.fits", b"not fits" * 400)
+    r = pipe.process(bad)
+    assert (r.ok, r.stage, r.retryable) == (False, "read", False)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(layout["newdata"]))
+
+    monkeypatch.setattr(publish, "deliver", full)
+    good = write_raw(layout, "mods1b.20260102.0001.fits", tiny_raw())
+    r = pipe.process(good)
+    assert (r.ok, r.stage, r.retryable) == (False, "publish", True)
+    assert r.error.startswith(f"{good}: cannot publish: No space left on device")

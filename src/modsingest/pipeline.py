@@ -34,6 +34,11 @@ class Result:
     steps: tuple[str, ...] = ()
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    #: where it failed: 'read' (the raw file), 'publish' (the destinations), 'internal'
+    stage: str | None = None
+    #: the failure is in the destinations (full disk, NFS away), not in the file:
+    #: the service tries again later instead of giving the file up
+    retryable: bool = False
 
     def summary(self) -> str:
         """The one log line per file."""
@@ -74,12 +79,15 @@ class Pipeline:
         try:
             self._process(path, result)
         except frame_mod.ReadError as exc:
-            result.error = str(exc)
+            result.error, result.stage = str(exc), "read"
         except OSError as exc:
-            result.error = f"{path}: cannot publish: {exc.strerror or exc} ({getattr(exc, 'filename', '')})"
+            where = getattr(exc, "filename", None) or ""
+            result.error = f"{path}: cannot publish: {exc.strerror or exc}" + (f" ({where})" if where else "")
+            result.stage, result.retryable = "publish", True
         except Exception as exc:  # never let one file take a worker down
             log.exception("%s: unexpected failure", path)
             result.error = f"{path}: unexpected {type(exc).__name__}: {exc}"
+            result.stage = "internal"
         result.seconds = time.perf_counter() - start
         return result
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..logsetup import setup_logging
+from . import CONFIG_ERROR, load_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,13 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load
+    from ..config import ConfigError
 
-    try:
-        settings = load(args.config)
-    except ConfigError as exc:
-        print(f"modsingest: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args.config)
+    if settings is None:
+        return CONFIG_ERROR
     setup_logging("warning" if args.quiet else settings.log_level)
     from ..pipeline import Pipeline
 

@@ -1,0 +1,173 @@
+"""Between the ledger and the workers: who processes what, and what became of it.
+
+The dispatcher is the only place that hands a file to a worker.  It claims
+``queued`` rows from the ledger (which marks them ``processing``), never two rows
+of the same path at once, and records each outcome: ``delivered`` only after
+``Pipeline.process`` returned ok, ``failed`` with the core's one-line reason, or,
+when the worker died with the file, queued again up to ``MAX_ATTEMPTS`` times.
+It writes the one log line per delivered or failed file and feeds the metrics.
+
+Both the service and ``replay`` (when no service is running) drive files through
+this same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+from . import ledger as L
+from .ledger import Ledger, Row
+from .workers import Job, Outcome, WorkerPool
+
+log = logging.getLogger("modsingest.dispatch")
+
+#: a file whose worker died this many times is failed, not retried (a poison file)
+MAX_ATTEMPTS = 3
+#: a file that could not be published (full disk, NFS away) is tried this many times,
+#: with a growing pause, before it is failed (about 15 minutes in all)
+MAX_PUBLISH_ATTEMPTS = 8
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before publishing is tried again: 5, 10, 20 ... at most 300."""
+    return float(min(300, 5 * 2 ** max(0, attempts - 1)))
+
+
+class Dispatcher:
+    def __init__(self, ledger: Ledger, pool: WorkerPool, *, metrics: Any = None,
+                 max_attempts: int = MAX_ATTEMPTS, only: set[int] | None = None):
+        self.ledger = ledger
+        self.only = only
+        self.pool = pool
+        self.metrics = metrics
+        self.max_attempts = max_attempts
+        self.busy: dict[int, Row] = {}
+        #: rows whose publishing failed, held (still 'processing') until their retry time
+        self.waiting: dict[int, tuple[float, str]] = {}
+        self.accepting = True
+        self.delivered = 0
+        self.failed = 0
+
+    def fill(self) -> int:
+        """Give every idle worker the oldest queued file nobody else has."""
+        if not self.accepting:
+            return 0
+        self._requeue_due()
+        rows = self.ledger.claim({r.path for r in self.busy.values()}, self.pool.idle, self.only)
+        for row in rows:
+            self.busy[row.id] = row
+            self.pool.submit(Job(row.id, row.path))
+            log.debug("%s: to a worker (attempt %d)", row.name, row.attempts)
+        return len(rows)
+
+    def pump(self, timeout: float, extra: Iterable[Any] = ()) -> list[Row]:
+        """Wait up to ``timeout`` for outcomes (or ``extra`` fds), record them, refill."""
+        finished = [self.record(o) for o in self.pool.wait(timeout, extra)]
+        self.fill()
+        return finished
+
+    def record(self, o: Outcome) -> Row:
+        row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
+        if o.died is not None:
+            after = self.ledger.retry_or_fail(o.job.id, o.died, self.max_attempts)
+            if after.state == L.FAILED:
+                self.failed += 1
+                log.error("FAILED %s: %s", after.path, after.reason)
+                self._metric("failed", after.channel or after.name, "worker")
+            else:
+                log.warning("%s: %s; it will be processed again", after.name, o.died)
+            return after
+        res = o.result or {}
+        seconds = float(res.get("seconds") or 0.0)
+        warnings = list(res.get("warnings") or [])
+        if o.ok:
+            after = self.ledger.delivered(
+                o.job.id, name=res.get("name"), outputs=res.get("outputs") or (),
+                channel=res.get("channel"), warnings=warnings, seconds=seconds,
+            )
+            self.delivered += 1
+            log.info("%s", delivered_line(after, res))
+            latency = after.latency or 0.0
+            self._metric("delivered", after.channel or after.name, latency, seconds)
+            for step, count in _warnings_by_step(warnings).items():
+                self._metric("warned", step, count)
+            return after
+        reason = res.get("error") or f"{row.path if row else o.job.path}: not delivered (no reason given)"
+        attempts = row.attempts if row else 1
+        if res.get("retryable") and attempts < MAX_PUBLISH_ATTEMPTS:
+            delay = retry_delay(attempts)
+            self.waiting[o.job.id] = (time.monotonic() + delay, reason)
+            log.warning("%s; trying again in %.0f s (attempt %d of %d)", reason, delay, attempts,
+                        MAX_PUBLISH_ATTEMPTS)
+            return self.ledger.row(o.job.id) or row
+        after = self.ledger.failed(o.job.id, reason, seconds=seconds, warnings=warnings)
+        self.failed += 1
+        log.error("FAILED %s", reason)
+        self._metric("failed", after.channel or after.name, res.get("stage") or "process", seconds)
+        return after
+
+    def _requeue_due(self) -> None:
+        """Rows whose retry time has come go back to the queue (attempts kept)."""
+        now = time.monotonic()
+        for row_id, (due, reason) in list(self.waiting.items()):
+            if due <= now:
+                del self.waiting[row_id]
+                self.ledger.retry_or_fail(row_id, reason, MAX_PUBLISH_ATTEMPTS + 1)
+
+    def shutdown(self, deadline: float) -> list[Row]:
+        """Take no new files; let busy ones finish until ``deadline`` (monotonic).
+
+        What is still running then is abandoned cleanly: the worker is killed (its
+        temporary files are hidden and removed at the next start) and the row goes
+        back to ``queued`` so the next start redoes it.  Returns the abandoned rows.
+        """
+        self.accepting = False
+        while self.busy and time.monotonic() < deadline:
+            for o in self.pool.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                self.record(o)
+        lost = self.pool.stop(timeout=1.0)
+        for row_id in list(self.waiting):
+            del self.waiting[row_id]
+            self.ledger.release(row_id)  # retried at the next start
+        abandoned = []
+        for job in lost:
+            row = self.busy.pop(job.id, None)
+            self.ledger.release(job.id)
+            log.warning("%s: abandoned at shutdown; it will be processed at the next start",
+                        row.name if row else job.path)
+            if row:
+                abandoned.append(row)
+        return abandoned
+
+    def _metric(self, name: str, *args: Any) -> None:
+        if self.metrics is None:
+            return
+        try:
+            getattr(self.metrics, name)(*args)
+        except Exception as exc:  # metrics must never stop a delivery
+            log.debug("metrics.%s failed: %s", name, exc)
+
+
+def delivered_line(row: Row, res: dict[str, Any]) -> str:
+    """The one log line per delivered file: name, channel, steps, warnings, latency."""
+    name = row.delivered_as or row.name
+    what = row.name if name == row.name else f"{row.name} as {name}"
+    steps = ",".join(res.get("steps") or ()) or "none"
+    timing = f" in {float(res.get('seconds') or 0):.2f} s"
+    if row.latency is not None:
+        timing += f", latency {row.latency:.1f} s"
+    text = f"delivered {what} ({row.channel or 'no channel'}){timing}, steps {steps}"
+    warnings = res.get("warnings") or []
+    if warnings:
+        text += f"; {len(warnings)} warning(s): " + " | ".join(warnings)
+    return text
+
+
+def _warnings_by_step(warnings: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for w in warnings:
+        step = w.split(":", 1)[0].strip() if ":" in w else "other"
+        counts[step] = counts.get(step, 0) + 1
+    return counts

@@ -1,0 +1,24 @@
+"""Imported by the fork server before it forks any worker: warm the heavy parts once.
+
+Why: every worker builds a ``Pipeline`` whose warm-up (astropy's time and
+coordinate machinery, about a second and a half) would otherwise run again in
+each worker, in parallel on the same cores, and again whenever a dead worker is
+replaced.  Done here, in the fork server, the workers inherit the warm state and
+are ready almost at once; their own warm-up then costs milliseconds.
+
+``multiprocessing`` only *imports* the preload modules (``workers.PRELOAD``), so
+the work is done on import.  It must never raise: an exception here would end
+the fork server, and warming is only an optimisation.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import pipeline  # noqa: F401  (numpy, astropy.io.fits, the steps)
+    from .astrotime import warm_up
+    from .logsetup import setup_logging
+
+    setup_logging("info")  # a leap-second warning from the warm-up must be readable
+    warm_up()
+except Exception:  # pragma: no cover - the workers warm up themselves then
+    pass

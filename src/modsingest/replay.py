@@ -1,0 +1,261 @@
+"""``modsingest replay``: process a night or some raw files again, the service's way.
+
+Why through the service's path: the rules that make delivery safe (one worker
+per file, ``delivered`` recorded only after the core said ok, a crash redone at
+the next start) live in the ledger and the dispatcher, and a replay must obey
+them too.  So:
+
+- when the service is running (it holds the state directory's lock), replay
+  writes requests into the ledger; the service takes them up within a second,
+  gates each file (complete and stable) and processes it even if that content
+  was delivered before; replay follows the ledger with a progress bar;
+- when no service is running, replay takes the lock itself, checks each file
+  once with ``fitscheck``, queues it in the ledger and runs the same dispatcher
+  and worker processes (``workers`` from the configuration) until its files are
+  done.  This is also how throughput is measured.
+
+``--dry-run`` lists what would be processed, with each file's current state.
+Exit status: 0 when every file was delivered, 1 otherwise, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import fitscheck
+from . import ledger as L
+from .config import Settings
+from .detect import REPLAY, is_candidate
+from .commands import CONFIG_ERROR, load_settings, night_arg
+
+#: replay through the service gives up when nothing has finished for this long
+NO_PROGRESS_TIMEOUT = 600.0
+
+
+def select(settings: Settings, night: str | None, files: list[str]) -> tuple[list[Path], list[str]]:
+    """The raw files to replay, as the service names them, and the arguments not found."""
+    raw_dirs = settings.paths.raw
+    chosen: list[Path] = []
+    missing: list[str] = []
+    if night:
+        for d in raw_dirs:
+            try:
+                names = sorted(e.name for e in os.scandir(d) if e.is_file())
+            except OSError as exc:
+                missing.append(f"{d}: cannot list: {exc.strerror or exc}")
+                continue
+            chosen += [d / n for n in names if is_candidate(n) and L.name_night(n) == night]
+        ledger = L.open_existing(settings.paths.state)
+        if ledger is not None:  # files with other roots belong to a night by the ledger
+            try:
+                chosen += [Path(r.path) for r in ledger.rows(night=night)
+                           if L.name_night(r.name) is None and Path(r.path).is_file()]
+            finally:
+                ledger.close()
+    for arg in files:
+        path = _in_raw_dir(Path(arg), raw_dirs)
+        if path is None:
+            missing.append(f"{arg}: not a file in a configured raw directory")
+        else:
+            chosen.append(path)
+    seen: set[Path] = set()
+    unique = [p for p in chosen if not (p in seen or seen.add(p))]
+    return unique, missing
+
+
+def _in_raw_dir(arg: Path, raw_dirs: tuple[Path, ...]) -> Path | None:
+    """``arg`` (a base name or a path) as ``<raw dir>/<name>``, the ledger's key."""
+    if os.sep not in str(arg):  # a bare name: look in the raw directories
+        for d in raw_dirs:
+            if (d / arg.name).is_file():
+                return d / arg.name
+    if arg.is_file():
+        for d in raw_dirs:
+            try:
+                if os.path.samefile(arg.parent, d):
+                    return d / arg.name
+            except OSError:
+                continue
+    return None
+
+
+# --------------------------------------------------------------------------- running
+def dry_run(settings: Settings, paths: list[Path]) -> int:
+    ledger = L.open_existing(settings.paths.state)
+    try:
+        for p in paths:
+            row = ledger.current(p) if ledger else None
+            layout = fitscheck.scan(p)
+            check = "complete" if layout.complete else "INCOMPLETE: " + "; ".join(layout.problems)
+            if layout.complete and not layout.has_conpars:
+                check += " (no CONPARS)"
+            state = f"{row.state}" if row else "not in the ledger"
+            print(f"{p}  [{state}]  {check}")
+    finally:
+        if ledger:
+            ledger.close()
+    how = "by the running service" if L.service_running(settings.paths.state) else "here"
+    print(f"would process {len(paths)} file(s) again, {how} (dry run: nothing done)")
+    return 0
+
+
+def via_service(settings: Settings, paths: list[Path]) -> int:
+    """Hand the files to the running service and follow them in the ledger."""
+    from tqdm import tqdm
+
+    ledger = L.Ledger(settings.paths.state)
+    try:
+        asked = ledger.request(paths)
+        print(f"asked the running service to process {len(paths)} file(s) again", file=sys.stderr)
+        pending = {str(p) for p in paths}
+        done: dict[str, L.Row] = {}
+        last_progress = time.monotonic()
+        with tqdm(total=len(paths), unit="file", disable=None) as bar:
+            while pending:
+                for path in list(pending):
+                    row = ledger.current(path)
+                    if (row is not None and row.finished_at and row.finished_at >= asked
+                            and row.state in (L.DELIVERED, L.FAILED, L.INCOMPLETE)):
+                        pending.discard(path)
+                        done[path] = row
+                        bar.update(1)
+                        last_progress = time.monotonic()
+                if pending and time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT:
+                    print(f"modsingest replay: {len(pending)} file(s) not finished after "
+                          f"{NO_PROGRESS_TIMEOUT:.0f} s without progress; the service still has "
+                          f"them (see modsingest status)", file=sys.stderr)
+                    break
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("modsingest replay: stopped following; the service still processes the files",
+              file=sys.stderr)
+        return 130
+    finally:
+        ledger.close()
+    return _summary(list(done.values()), len(paths))
+
+
+def here(settings: Settings, paths: list[Path]) -> int:
+    """No service is running: take its lock and drive the files through the same path."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .dispatch import Dispatcher
+    from .service import ORPHAN_WAIT, STOP_GRACE, clean_destinations
+    from .workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
+
+    state = settings.paths.state
+    try:
+        lock_fd = L.lock_service(state)
+    except L.AlreadyRunning:
+        return via_service(settings, paths)  # the service started meanwhile
+    ledger = None
+    try:
+        if not wait_for_orphans(state / WORKERS_LOCK, ORPHAN_WAIT):
+            print("modsingest replay: workers of an earlier run are still alive", file=sys.stderr)
+            return 1
+        ledger = L.Ledger(state)
+        ledger.recover()  # no service holds the lock: 'processing' rows are stale
+        clean_destinations(settings)
+        ids: set[int] = set()
+        skipped: list[str] = []
+        now = time.time()
+        for p in paths:
+            layout = fitscheck.scan(p)
+            if not layout.complete:
+                skipped.append(layout.describe())
+                continue
+            fp = L.Fingerprint.of(os.stat(p))
+            row_id = ledger.enqueue(p, fp, seen_at=now, conpars=layout.has_conpars,
+                                    sources={REPLAY}, force=True)
+            if row_id is None:  # already queued by a service that stopped
+                row = ledger.find(p, fp)
+                row_id = row.id if row else None
+            if row_id is not None:
+                ids.add(row_id)
+        for why in skipped:
+            print(f"modsingest replay: skipped, not complete: {why}", file=sys.stderr)
+        if not ids:
+            return 1 if skipped else 0
+        pool = WorkerPool(settings, min(settings.workers, len(ids)),
+                          lock_path=state / WORKERS_LOCK)
+        try:
+            pool.start()
+        except WorkerStartError as exc:
+            print(f"modsingest replay: {exc}", file=sys.stderr)
+            return 2
+        dispatcher = Dispatcher(ledger, pool, only=ids)
+        finished: list[L.Row] = []
+        interrupted = False
+        with logging_redirect_tqdm(), tqdm(total=len(ids), unit="file", disable=None) as bar:
+            try:
+                dispatcher.fill()
+                while len(finished) < len(ids):
+                    for row in dispatcher.pump(1.0):
+                        if row.state in (L.DELIVERED, L.FAILED):
+                            finished.append(row)
+                            bar.update(1)
+            except KeyboardInterrupt:
+                interrupted = True
+            dispatcher.shutdown(time.monotonic() + (STOP_GRACE if interrupted else 5.0))
+        if interrupted:
+            print("modsingest replay: interrupted; unfinished files stay queued for the service",
+                  file=sys.stderr)
+            return 130
+        return _summary(finished, len(paths))
+    finally:
+        if ledger is not None:
+            ledger.close()
+        os.close(lock_fd)
+
+
+def _summary(rows: list[L.Row], asked: int) -> int:
+    delivered = [r for r in rows if r.state == L.DELIVERED]
+    bad = [r for r in rows if r.state != L.DELIVERED]
+    print(f"replay: {len(delivered)} of {asked} file(s) delivered")
+    for r in bad:
+        print(f"  {r.state.upper()} {r.name}: {r.reason}")
+    return 0 if len(delivered) == asked else 1
+
+
+# --------------------------------------------------------------------------- command line
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML configuration file")
+    parser.add_argument("--night", metavar="CCYYMMDD", type=night_arg,
+                        help="every raw file of this observing night")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="raw files (paths, or base names looked up in the raw directories)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only list what would be processed")
+
+
+def command(args: argparse.Namespace) -> int:
+    if bool(args.night) == bool(args.files):
+        print("modsingest replay: give either --night CCYYMMDD or FILE... (not both)",
+              file=sys.stderr)
+        return 2
+    settings = load_settings(args.config)
+    if settings is None:
+        return CONFIG_ERROR
+    from .logsetup import setup_logging
+    from .service import quiet_libraries
+
+    setup_logging(settings.log_level)
+    quiet_libraries()
+    paths, missing = select(settings, args.night, list(args.files))
+    for m in missing:
+        print(f"modsingest replay: {m}", file=sys.stderr)
+    if not paths:
+        print("modsingest replay: no raw files to process", file=sys.stderr)
+        return 1 if missing or args.files else 0
+    if args.dry_run:
+        return dry_run(settings, paths)
+    if L.service_running(settings.paths.state):
+        status = via_service(settings, paths)
+    else:
+        status = here(settings, paths)
+    return status if status else (1 if missing else 0)

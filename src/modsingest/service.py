@@ -1,0 +1,397 @@
+"""``modsingest watch``: the unattended service that systemd starts.
+
+It wires the flow together, one way:
+
+    detect (inotify / poll / rescans / UDP)  --path-->  gate  --complete file-->
+    ledger (queued)  --claim-->  dispatcher  --job-->  worker processes (Pipeline)
+
+and supervises it.  The main thread runs the dispatcher loop and the
+housekeeping (restarting a dead observer or gate thread, replay requests,
+systemd watchdog pings, metrics, the heartbeat ``status`` reads); signals only
+set a flag and wake it.
+
+Start-up, in this order: take the state directory's lock (one service per
+ledger), wait until no worker of a killed predecessor is alive, put rows left
+``processing`` back to ``queued``, remove stale hidden temporary files in the
+destinations, start the workers (each builds its pipeline), start watching,
+scan everything once, then tell systemd READY.
+
+SIGTERM (or an allowed UDP ``quit``): stop detection, let busy workers finish
+their file for up to ``STOP_GRACE`` seconds, abandon (kill, re-queue) what is
+still running, and exit, all within systemd's 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Settings
+from .detect import REPLAY, UDP, Blindness, Detector
+from .dispatch import Dispatcher
+from .gate import Candidate, Gate, GateLoop
+from .ledger import AlreadyRunning, Fingerprint, Ledger, channel_of, lock_service
+from .workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
+from .commands import CONFIG_ERROR, load_settings
+
+log = logging.getLogger("modsingest.service")
+
+#: how long busy workers may go on after a stop request (systemd allows 30 s in all)
+STOP_GRACE = 20.0
+#: how long to wait for a killed predecessor's workers to be gone
+ORPHAN_WAIT = 30.0
+HOUSEKEEPING = 1.0
+HEARTBEAT = 2.0
+STATUS_EVERY = 10.0
+
+
+def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
+    """Open then fstat: on NFS the open revalidates attributes a plain stat may cache."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return Fingerprint.of(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def clean_destinations(settings: Settings) -> int:
+    """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
+    from . import publish  # astropy comes with it: only the workers need it at start
+
+    dirs = [settings.paths.newdata, settings.paths.processed]
+    try:
+        dirs += [Path(e.path) for e in os.scandir(settings.paths.processed) if e.is_dir()]
+    except OSError:
+        pass
+    removed = []
+    for d in dirs:
+        removed += publish.clean_stale(d)
+    for path in removed:
+        log.info("removed stale temporary file %s", path)
+    return len(removed)
+
+
+class Service:
+    """One running ingest service (also used in-process by the tests)."""
+
+    def __init__(self, settings: Settings, *, notifier: Any = None, metrics: Any = None):
+        self.settings = settings
+        self.notifier = notifier
+        self.metrics = metrics
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._stop_at: float | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.ledger: Ledger | None = None
+        self.detector: Detector | None = None
+        self.gate_loop: GateLoop | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.udp = None
+        self.blindness = Blindness(settings.watch.method, settings.watch.rescan_interval)
+        self.started_at = time.time()
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ control (any thread)
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop_at = time.monotonic()
+            self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _hint(self, path: str | os.PathLike, source: str, force: bool = False) -> None:
+        """Detection's only way in: a path for the gate to look at."""
+        assert self.gate_loop is not None
+        self.gate_loop.put(path, source, force)
+
+    def on_udp_proc(self, path: Path) -> None:
+        """azcam-mods asked for ``path``: a hint, unless it is delivered and unchanged.
+
+        azcam re-sends the previous file's name after an aborted exposure; such a
+        duplicate must not deliver the file again.
+        """
+        if self.is_delivered_unchanged(path):
+            log.info("udp: proc %s ignored: already delivered and unchanged since", path.name)
+            return
+        self._hint(path, UDP)
+
+    def is_delivered_unchanged(self, path: str | os.PathLike) -> bool:
+        """True when this raw file, as it is on disk now, was delivered already."""
+        fp = fresh_fingerprint(path)
+        return fp is not None and self.ledger is not None and self.ledger.is_delivered(path, fp)
+
+    # ------------------------------------------------------------------ gate callbacks (gate thread)
+    def _on_ready(self, c: Candidate, fp: Fingerprint, conpars: bool) -> None:
+        assert self.ledger is not None
+        row_id = self.ledger.enqueue(
+            c.path, fp, seen_at=c.seen_wall, conpars=conpars, sources=c.sources, force=c.force
+        )
+        if row_id is None:
+            return
+        name = os.path.basename(c.path)
+        if not conpars:
+            log.warning("%s: no CONPARS after %g s; processing it without", name,
+                        self.settings.watch.conpars_grace)
+        was_blind = self.blindness.blind
+        if self.blindness.note(c.path, c.sources):
+            self._metric("found_by_rescan", 1)
+            self.ledger.set_info(found_by_rescan=self.blindness.found_by_rescan)
+        if self.blindness.blind and not was_blind:
+            self._metric("set_inotify_blind", True)
+            self.ledger.set_info(inotify_blind={
+                "since": self.blindness.blind_since, "example": self.blindness.blind_example,
+                "rescan_interval": self.settings.watch.rescan_interval,
+            })
+        log.debug("%s: queued (found by %s)", name, ",".join(sorted(c.sources)))
+        self._wake()
+
+    def _on_incomplete(self, c: Candidate, fp: Fingerprint, reason: str) -> None:
+        assert self.ledger is not None
+        self.ledger.mark_incomplete(c.path, fp, reason, seen_at=c.seen_wall)
+        log.warning("INCOMPLETE %s (for %g s; it will be looked at again when it changes)",
+                    reason, self.settings.watch.incomplete_timeout)
+        self._metric("incomplete", channel_of(os.path.basename(c.path)) or "")
+
+    def _metric(self, name: str, *args: Any) -> None:
+        if self.metrics is None:
+            return
+        try:
+            getattr(self.metrics, name)(*args)
+        except Exception as exc:
+            log.debug("metrics.%s failed: %s", name, exc)
+
+    def _notify(self, name: str, *args: Any) -> None:
+        if self.notifier is not None:
+            getattr(self.notifier, name)(*args)
+
+    # ------------------------------------------------------------------ life
+    def run(self) -> int:
+        s = self.settings
+        try:
+            lock_fd = lock_service(s.paths.state)
+        except AlreadyRunning as exc:
+            log.error("%s", exc)
+            return 1
+        try:
+            return self._run()
+        finally:
+            os.close(lock_fd)
+
+    def _run(self) -> int:
+        s = self.settings
+        log.info("modsingest %s starting: raw %s, method %s, %d worker(s)", __version__,
+                 ", ".join(map(str, s.paths.raw)), s.watch.method, s.workers)
+        if not wait_for_orphans(s.paths.state / WORKERS_LOCK, ORPHAN_WAIT):
+            log.error("workers of an earlier run are still alive after %g s; not starting",
+                      ORPHAN_WAIT)
+            return 1
+        self.ledger = ledger = Ledger(s.paths.state)
+        for row in ledger.recover():
+            log.warning("%s: was being processed when the last run ended; processing it again",
+                        row.name)
+        clean_destinations(s)
+        pool = WorkerPool(s, s.workers, lock_path=s.paths.state / WORKERS_LOCK)
+        try:
+            pool.start()
+        except WorkerStartError as exc:
+            log.error("%s", exc)
+            ledger.close()
+            return 2
+        self.dispatcher = Dispatcher(ledger, pool, metrics=self.metrics)
+        gate = Gate(
+            poll_interval=s.watch.poll_interval,
+            conpars_grace=s.watch.conpars_grace,
+            incomplete_timeout=s.watch.incomplete_timeout,
+            is_settled=ledger.is_settled,
+            on_ready=self._on_ready,
+            on_incomplete=self._on_incomplete,
+        )
+        self.gate_loop = GateLoop(gate)
+        self.detector = Detector(
+            s.paths.raw,
+            method=s.watch.method,
+            poll_interval=s.watch.poll_interval,
+            rescan_interval=s.watch.rescan_interval,
+            lookback_days=s.watch.lookback_days,
+            emit=self._hint,
+            is_settled=ledger.is_settled,
+            on_startup_done=self._wake,
+        )
+        ledger.set_info(
+            pid=os.getpid(), version=__version__, started=self.started_at, stopped=None,
+            method=s.watch.method, workers=s.workers, raw=[str(p) for p in s.paths.raw],
+            inotify_blind=None, found_by_rescan=0, heartbeat=time.time(),
+            rescan_interval=s.watch.rescan_interval,
+        )
+        self.gate_loop.start()
+        self.detector.start()
+        self._start_udp()
+        try:
+            return self._loop()
+        finally:
+            self._shutdown()
+
+    def _start_udp(self) -> None:
+        if not self.settings.udp.enabled:
+            return
+        from .udp import UdpListener
+
+        self.udp = UdpListener(
+            self.settings.udp, self.settings.paths.raw, self.on_udp_proc,
+            lambda: self.request_stop("UDP quit"),
+        )
+        try:
+            self.udp.start()
+        except OSError as exc:
+            log.error("udp: cannot listen on %s:%d: %s (files are still found by watching)",
+                      self.settings.udp.host, self.settings.udp.port, exc)
+            self.udp = None
+
+    def _loop(self) -> int:
+        assert self.dispatcher and self.detector and self.ledger
+        next_house = 0.0
+        next_status = 0.0
+        next_beat = 0.0
+        interval = self.notifier.watchdog_interval() if self.notifier else None
+        tick = min(HOUSEKEEPING, interval or HOUSEKEEPING)
+        while not self._stop.is_set():
+            finished = self.dispatcher.pump(tick, extra=[self._wake_r])
+            self._drain_wake()
+            if finished:
+                self._metrics_out()
+            now = time.monotonic()
+            if not self.ready.is_set() and self.detector.startup_done.is_set():
+                self.ready.set()
+                log.info("ready: watching %d raw director%s", len(self.settings.paths.raw),
+                         "y" if len(self.settings.paths.raw) == 1 else "ies")
+                self._notify("ready", self._status_text())
+            if now >= next_house:
+                next_house = now + HOUSEKEEPING
+                self._supervise()
+                for path in self.ledger.take_requests():
+                    self._hint(path, REPLAY, force=True)
+                # The watchdog guards this loop.  A raw directory that cannot be
+                # watched is not a reason for systemd to restart us: rescans go on.
+                self._notify("watchdog")
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT
+                self.ledger.set_info(heartbeat=time.time(), gate=self.gate_loop.counts(),
+                                     observer_restarts=self.detector.observer_restarts,
+                                     worker_deaths=self.dispatcher.pool.deaths)
+            if now >= next_status:
+                next_status = now + STATUS_EVERY
+                self._notify("status", self._status_text())
+                self._metrics_out()
+        log.info("stopping: %s", self._stop_reason)
+        return 0
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _supervise(self) -> None:
+        """Notice dead threads (observer, scanner, gate) and restart them."""
+        assert self.detector and self.gate_loop
+        self.detector.check()
+        if not self.gate_loop.is_alive():
+            log.error("the gate thread died; restarting it and rescanning")
+            self.gate_loop = GateLoop(self.gate_loop.gate)
+            self.gate_loop.start()
+            self.detector.request_rescan("gate thread restarted")
+
+    def _status_text(self) -> str:
+        assert self.dispatcher and self.ledger and self.gate_loop
+        d = self.dispatcher
+        text = (f"{d.delivered} delivered, {d.failed} failed since start; "
+                f"{self.ledger.queued_count()} queued, {len(d.busy)} processing, "
+                f"{self.gate_loop.counts()['waiting_for_conpars']} waiting for CONPARS")
+        if self.blindness.blind:
+            text += "; inotify blind, relying on rescans"
+        return text
+
+    def _metrics_out(self) -> None:
+        if self.metrics is None or self.dispatcher is None or self.ledger is None:
+            return
+        self._metric("set_queue_depth", self.ledger.queued_count())
+        self._metric("set_workers_busy", len(self.dispatcher.busy))
+        self._metric("write_textfile")
+
+    def _shutdown(self) -> None:
+        self._notify("stopping")
+        started = self._stop_at or time.monotonic()
+        if self.udp is not None:
+            self.udp.stop(2.0)
+        if self.detector is not None:
+            self.detector.stop(2.0)
+        if self.gate_loop is not None:
+            self.gate_loop.stop(1.0)
+        abandoned = []
+        if self.dispatcher is not None:
+            abandoned = self.dispatcher.shutdown(started + STOP_GRACE)
+        if abandoned:
+            clean_destinations(self.settings)
+        if self.ledger is not None:
+            self._metrics_out()
+            self.ledger.set_info(heartbeat=None, stopped=time.time(), pid=None)
+            self.ledger.close()
+        log.info("stopped")
+
+
+# --------------------------------------------------------------------------- command line
+def quiet_libraries() -> None:
+    """watchdog logs every inotify event at debug level: keep our debug readable."""
+    logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML configuration file")
+
+
+def command(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if settings is None:
+        return CONFIG_ERROR
+    from .logsetup import setup_logging
+    from .metrics import Metrics
+    from .notify import Notifier
+
+    setup_logging(settings.log_level)
+    quiet_libraries()
+    metrics = Metrics(settings.paths.state, port=settings.metrics.port, host=settings.metrics.host)
+    try:
+        metrics.start_http()
+    except OSError as exc:
+        print(f"modsingest: metrics: cannot serve on {settings.metrics.host}:"
+              f"{settings.metrics.port}: {exc}", file=sys.stderr)
+        return 2
+    service = Service(settings, notifier=Notifier(), metrics=metrics)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        service.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        return service.run()
+    finally:
+        metrics.stop()

@@ -1,0 +1,357 @@
+"""Long-lived worker processes, each with its own ``Pipeline``.
+
+Why processes: the core is CPU-heavy Python and numpy; threads would queue on
+one interpreter lock, and two workers must give close to twice the throughput
+of one on two cores.  Why long-lived: building a ``Pipeline`` loads the step
+plugins and warms up astropy, so each worker builds one once, before it is
+counted as ready, and the first file after start is as fast as the rest.
+
+Why the 'forkserver' start method: the service's main process has threads
+(watchdog, gate, UDP listener), and forking a threaded process can copy a held
+lock into the child.  The fork server is a single-threaded process that imports
+the heavy modules once and forks every worker from that state, so starting or
+replacing a worker costs the pipeline warm-up only.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: when one of its processes
+dies (the OOM killer, a crash in a C extension) the whole executor is broken and
+every pending future fails.  Here only the dead worker's one file is affected,
+the caller decides whether to retry it, and the worker is replaced.
+
+Workers ignore SIGINT and SIGTERM: the main process decides when they stop
+(finish the current file, or be killed at the shutdown deadline).  They die with
+their parent (``PR_SET_PDEATHSIG``, and end-of-file on their pipe), and each holds
+a shared lock on ``<state>/workers.lock`` for its whole life, so a new service
+can wait until no worker of a killed predecessor is still writing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
+
+from .config import Settings
+
+log = logging.getLogger("modsingest.workers")
+
+WORKERS_LOCK = "workers.lock"
+#: modules the fork server imports once, so forked workers start warm
+PRELOAD = ["modsingest.workers", "modsingest.forkwarm"]
+#: a worker that cannot build its pipeline is retried no sooner than this
+RESTART_BACKOFF = 5.0
+
+
+class Job(NamedTuple):
+    id: int
+    path: str
+
+
+@dataclass
+class Outcome:
+    """What became of a job: the core's result (as a dict) or the worker's death."""
+
+    job: Job
+    result: dict[str, Any] | None = None  # Result fields; None when the worker died
+    died: str | None = None  # why, when the worker died with the job
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.result and self.result.get("ok"))
+
+
+class WorkerStartError(RuntimeError):
+    """Workers could not build their pipeline (a configuration or installation problem)."""
+
+
+# --------------------------------------------------------------------------- child side
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent (the fork server) ends."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:  # not Linux, or prctl filtered: the pipe EOF still ends us
+        pass
+
+
+def result_dict(res: Any) -> dict[str, Any]:
+    """The core's ``Result`` as plain data for the pipe (paths as strings)."""
+    return {
+        "ok": bool(res.ok),
+        "error": res.error,
+        "name": res.name,
+        "outputs": [str(p) for p in (res.outputs or ())],
+        "channel": res.channel,
+        "warnings": [str(w) for w in (res.warnings or [])],
+        "steps": list(getattr(res, "steps", ()) or ()),
+        "stage": getattr(res, "stage", None),
+        "retryable": bool(getattr(res, "retryable", False)),
+        "seconds": float(res.seconds or 0.0),
+        "timings": dict(getattr(res, "timings", {}) or {}),
+    }
+
+
+def worker_main(conn: Connection, settings: Settings, lock_path: str | None, index: int) -> None:
+    """One worker: build the pipeline, then process what the main process sends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    from .logsetup import setup_logging
+
+    setup_logging(settings.log_level)
+    wlog = logging.getLogger(f"modsingest.worker{index}")
+    if lock_path:
+        lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(lock_fd, fcntl.LOCK_SH)  # held until this process ends
+    try:
+        from .pipeline import Pipeline
+
+        pipeline = Pipeline(settings)
+    except BaseException as exc:
+        wlog.error("cannot build the pipeline: %s", exc)
+        conn.send(("init-failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the main process is gone
+        if message is None:
+            return
+        job_id, path = message
+        try:
+            payload = result_dict(pipeline.process(path))
+        except BaseException as exc:  # the core promises not to raise; record it if it does
+            wlog.error("%s: the pipeline raised:\n%s", path, traceback.format_exc())
+            payload = {
+                "ok": False,
+                "error": f"{path}: worker exception {type(exc).__name__}: {exc}",
+                "stage": "worker",
+                "warnings": [],
+                "seconds": 0.0,
+            }
+        try:
+            conn.send(("done", job_id, payload))
+        except (BrokenPipeError, OSError):
+            return
+
+
+# --------------------------------------------------------------------------- parent side
+@dataclass
+class _Worker:
+    index: int
+    process: Any
+    conn: Connection
+    ready: bool = False
+    job: Job | None = None
+
+
+class WorkerPool:
+    """``size`` worker processes; the caller submits jobs to idle ones and waits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        size: int,
+        *,
+        lock_path: Path | None = None,
+        start_method: str = "forkserver",
+        ready_timeout: float = 180.0,
+    ):
+        self.settings = settings
+        self.size = max(1, size)
+        self.lock_path = str(lock_path) if lock_path else None
+        self.ready_timeout = ready_timeout
+        self._ctx = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(PRELOAD)
+        self._workers: list[_Worker | None] = [None] * self.size
+        self._restart_after: dict[int, float] = {}
+        self.deaths = 0
+
+    # ------------------------------------------------------------------ start / stop
+    def start(self) -> None:
+        """Start every worker and wait until each has built its pipeline."""
+        for i in range(self.size):
+            self._spawn(i)
+        deadline = time.monotonic() + self.ready_timeout
+        while not all(w is not None and w.ready for w in self._workers):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise WorkerStartError(f"workers not ready after {self.ready_timeout:.0f} s")
+            self.wait(min(remaining, 1.0))  # nothing is submitted: no outcome to lose
+            if self._init_error:
+                self.kill()
+                raise WorkerStartError(self._init_error)
+
+    _init_error: str | None = None
+
+    def _spawn(self, index: int) -> None:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child_conn, self.settings, self.lock_path, index),
+            name=f"modsingest-worker{index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        self._workers[index] = _Worker(index, process, parent_conn)
+        self._restart_after.pop(index, None)
+
+    def stop(self, timeout: float) -> list[Job]:
+        """Let busy workers finish within ``timeout``, then kill; returns unfinished jobs.
+
+        Results that arrive meanwhile are returned by ``wait`` as usual, so call
+        ``wait`` until ``busy`` is empty or the deadline passes, then this.
+        """
+        for w in self._live():
+            if w.job is None:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        return self.kill(timeout)
+
+    def kill(self, grace: float = 0.0) -> list[Job]:
+        """End every worker (after ``grace`` for idle ones to leave); unfinished jobs."""
+        lost = []
+        deadline = time.monotonic() + grace
+        for w in self._live():
+            if w.job is None:
+                w.process.join(max(0.0, deadline - time.monotonic()))
+        for w in self._live():
+            if w.job is not None:
+                lost.append(w.job)
+            if w.process.is_alive():
+                w.process.kill()
+            w.process.join(5.0)
+            w.conn.close()
+        self._workers = [None] * self.size
+        return lost
+
+    # ------------------------------------------------------------------ jobs
+    def _live(self) -> list[_Worker]:
+        return [w for w in self._workers if w is not None]
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for w in self._live() if w.ready and w.job is None)
+
+    @property
+    def busy(self) -> list[Job]:
+        return [w.job for w in self._live() if w.job is not None]
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._live() if w.process.pid]
+
+    def submit(self, job: Job) -> None:
+        for w in self._live():
+            if w.ready and w.job is None:
+                w.job = job
+                w.conn.send((job.id, job.path))
+                return
+        raise RuntimeError("no idle worker")
+
+    def wait(self, timeout: float, extra: Iterable[Any] = ()) -> list[Outcome]:
+        """Block up to ``timeout`` for results, deaths or any of ``extra`` (fds).
+
+        Dead workers are replaced (a worker that failed to build its pipeline no
+        sooner than ``RESTART_BACKOFF``).
+        """
+        self._respawn_due()
+        live = self._live()
+        objects: list[Any] = [w.conn for w in live] + [w.process.sentinel for w in live]
+        objects += list(extra)
+        ready = set(wait(objects, timeout)) if objects else set()
+        if not objects:
+            time.sleep(timeout)
+        outcomes: list[Outcome] = []
+        for w in live:
+            if w.conn in ready:
+                self._receive(w, outcomes)
+        for w in live:
+            if self._workers[w.index] is w and (w.process.sentinel in ready or not w.process.is_alive()):
+                if w.conn.poll():  # a last message written before it died
+                    self._receive(w, outcomes)
+                if self._workers[w.index] is w:
+                    self._buried(w, outcomes)
+        return outcomes
+
+    def _receive(self, w: _Worker, outcomes: list[Outcome]) -> None:
+        try:
+            message = w.conn.recv()
+        except (EOFError, OSError):
+            return  # the sentinel reports the death
+        kind = message[0]
+        if kind == "ready":
+            w.ready = True
+            log.debug("worker %d ready (pid %s)", w.index, message[1])
+        elif kind == "done":
+            _, job_id, payload = message
+            job = w.job if w.job is not None and w.job.id == job_id else Job(job_id, "?")
+            w.job = None
+            outcomes.append(Outcome(job, result=payload))
+        elif kind == "init-failed":
+            self._init_error = f"worker {w.index} cannot build the pipeline: {message[1]}"
+            log.error("%s", self._init_error)
+            w.process.join(5.0)
+            self._workers[w.index] = None
+            self._restart_after[w.index] = time.monotonic() + RESTART_BACKOFF
+
+    def _buried(self, w: _Worker, outcomes: list[Outcome]) -> None:
+        w.process.join(1.0)
+        code = w.process.exitcode
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        self.deaths += 1
+        if w.job is not None:
+            log.error("worker %d (pid %s) died with %s while processing %s",
+                      w.index, w.process.pid, why, w.job.path)
+            outcomes.append(Outcome(w.job, died=f"worker died ({why})"))
+        else:
+            log.error("worker %d (pid %s) died with %s", w.index, w.process.pid, why)
+        w.conn.close()
+        self._workers[w.index] = None
+        self._restart_after.setdefault(w.index, 0.0)
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for index, when in list(self._restart_after.items()):
+            if self._workers[index] is None and now >= when:
+                log.info("starting a new worker %d", index)
+                self._spawn(index)
+
+
+def wait_for_orphans(lock_path: Path, timeout: float) -> bool:
+    """Wait until no worker of an earlier run holds ``lock_path``; False on timeout.
+
+    A worker killed along with its service dies at once (``PR_SET_PDEATHSIG``),
+    but one that is blocked in the kernel (NFS) may take a while; redoing its file
+    while it still writes would make two writers of one file.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+    finally:
+        os.close(fd)

@@ -1,0 +1,301 @@
+"""Detection: inotify events that matter, polling, rescans, overflow, supervision."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from modsingest import detect as D
+from modsingest.ledger import Fingerprint, observing_night
+
+DAY = 86400.0
+
+
+class Hints:
+    def __init__(self):
+        self.q: queue.Queue = queue.Queue()
+
+    def __call__(self, path, source):
+        self.q.put((path, source))
+
+    def next(self, timeout=5.0):
+        return self.q.get(timeout=timeout)
+
+    def wait_for(self, path, timeout=5.0, source=None):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no hint for {path}")
+            try:
+                p, s = self.q.get(timeout=remaining)
+            except queue.Empty:
+                raise AssertionError(f"no hint for {path}") from None
+            if p == str(path) and (source is None or s == source):
+                return s
+
+    def drain(self, settle=0.3):
+        """Everything hinted until nothing came for ``settle`` seconds."""
+        got = []
+        while True:
+            try:
+                got.append(self.q.get(timeout=settle))
+            except queue.Empty:
+                return got
+
+
+@pytest.fixture
+def raw(tmp_path):
+    d = tmp_path / "mods1b"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def detector_factory(raw):
+    made = []
+
+    def make(method="inotify", dirs=None, settled=lambda p, fp: False, **kw):
+        hints = Hints()
+        det = D.Detector(
+            dirs or [raw], method=method, poll_interval=kw.pop("poll", 0.1),
+            rescan_interval=kw.pop("rescan", 3600.0), lookback_days=kw.pop("lookback", 2),
+            emit=hints, is_settled=settled,
+        )
+        det.start()
+        assert det.startup_done.wait(5)
+        made.append(det)
+        return det, hints
+
+    yield make
+    for det in made:
+        det.stop()
+
+
+def test_candidate_names():
+    assert D.is_candidate("mods1b.20260102.0001.fits")
+    assert D.is_candidate("m1bTest.0001.fits")
+    assert D.is_candidate("MODS1B.TEST.FITS")
+    assert not D.is_candidate(".mods1b.20260102.0001.fits.modsingest-tmp.1.ab")
+    assert not D.is_candidate(".hidden.fits")
+    assert not D.is_candidate("tmpab12cd34")  # astropy's update-mode temporary file
+    assert not D.is_candidate("notes.txt")
+    assert not D.is_candidate("mods1b.fits.gz")
+    assert not D.is_candidate(".fits")
+
+
+def test_start_up_scan_finds_files_written_while_down(raw, detector_factory):
+    (raw / "mods1b.20260102.0001.fits").write_bytes(b"x")
+    (raw / "m1bTest.0001.fits").write_bytes(b"x")
+    (raw / "notes.txt").write_bytes(b"x")
+    det, hints = detector_factory()
+    got = sorted(hints.drain())
+    assert got == sorted([(str(raw / "m1bTest.0001.fits"), D.STARTUP),
+                          (str(raw / "mods1b.20260102.0001.fits"), D.STARTUP)])
+
+
+def test_inotify_close_after_write(raw, detector_factory):
+    det, hints = detector_factory()
+    path = raw / "mods1b.20260102.0001.fits"
+    with open(path, "wb") as fh:
+        fh.write(b"x" * 10000)
+        fh.flush()
+        # writing (IN_MODIFY) is not an event we asked the kernel for
+        assert hints.drain(0.3) == []
+    assert hints.wait_for(path) == D.EVENT
+
+
+def test_inotify_moved_in_and_attribute_change(raw, tmp_path, detector_factory):
+    outside = tmp_path / "elsewhere.fits"
+    outside.write_bytes(b"x")
+    det, hints = detector_factory()
+    moved = raw / "mods1b.20260102.0002.fits"
+    os.rename(outside, moved)
+    assert hints.wait_for(moved) == D.EVENT
+    hints.drain()
+    os.utime(moved, (1, 1))  # replay by os.utime: only IN_ATTRIB
+    assert hints.wait_for(moved) == D.EVENT
+    hints.drain()
+    subprocess.run(["touch", "-c", str(moved)], check=True)
+    assert hints.wait_for(moved) == D.EVENT
+
+
+def test_inotify_ignores_hidden_and_other_names(raw, detector_factory):
+    det, hints = detector_factory()
+    (raw / ".mods1b.x.fits.modsingest-tmp.1").write_bytes(b"x")
+    (raw / "tmpab12cd34").write_bytes(b"x")
+    (raw / "log.txt").write_bytes(b"x")
+    marker = raw / "mods1b.20260102.0009.fits"
+    marker.write_bytes(b"x")
+    got = [p for p, _ in hints.drain(0.5)]
+    assert got and set(got) == {str(marker)}
+
+
+def test_queue_overflow_triggers_a_rescan(raw, detector_factory):
+    path = raw / "mods1b.20260102.0003.fits"
+    path.write_bytes(b"x")
+    det, hints = detector_factory()
+    hints.drain()
+    (emitter,) = det._observer.emitters
+    emitter._inotify.on_queue_overflow()  # what watchdog calls on IN_Q_OVERFLOW
+    assert hints.wait_for(path) == D.RECOVERY
+
+
+def test_dead_observer_is_noticed_and_restarted(raw, detector_factory):
+    det, hints = detector_factory()
+    det._observer.stop()
+    det._observer.join(5)
+    assert det.check() == []
+    assert det.observer_restarts == 1
+    assert det._observer.healthy(1)
+    path = raw / "mods1b.20260102.0004.fits"
+    path.write_bytes(b"x")
+    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+
+
+def test_dead_emitter_is_noticed_and_restarted(raw, detector_factory):
+    det, hints = detector_factory()
+    (emitter,) = det._observer.emitters
+    emitter.stop()
+    emitter.join(5)
+    det.check()
+    assert det.observer_restarts == 1
+    path = raw / "mods1b.20260102.0005.fits"
+    path.write_bytes(b"x")
+    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+
+
+def test_watch_comes_back_when_a_directory_reappears(raw, detector_factory, caplog):
+    det, hints = detector_factory()
+    moved = raw.with_name("gone")
+    raw.rename(moved)  # e.g. an NFS mount gone: the directory cannot be watched
+    with caplog.at_level(logging.ERROR, logger="modsingest.detect"):
+        det._observer.stop()
+        det._observer.join(5)
+        assert det.check() == ["inotify observer down"]
+        assert det.check() == ["inotify observer down"]
+    assert len([r for r in caplog.records if "cannot watch" in r.message]) == 1  # said once
+    moved.rename(raw)
+    assert det.check() == []
+    path = raw / "mods1b.20260102.0006.fits"
+    path.write_bytes(b"x")
+    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+
+
+def test_periodic_rescan_in_inotify_mode_finds_unseen_files(raw, detector_factory):
+    """Files written by another NFS client produce no event: the rescan finds them."""
+    det, hints = detector_factory(rescan=0.3)
+    det._observer.stop()  # blind, like NFS written elsewhere (and not restarted: no check())
+    det._observer.join(5)
+    path = raw / "mods1b.20260102.0007.fits"
+    path.write_bytes(b"x")
+    assert hints.wait_for(path, timeout=5) == D.RESCAN
+
+
+def test_poll_mode_sees_new_and_changed_files(raw, detector_factory):
+    det, hints = detector_factory("poll", poll=0.05)
+    assert det._observer is None
+    path = raw / f"mods1b.{observing_night(time.time())}.0008.fits"
+    path.write_bytes(b"x")
+    assert hints.wait_for(path) == D.POLL
+    assert hints.drain(0.3) == []  # unchanged: no more hints
+    os.utime(path, (5, 5))  # a replay seen by polling
+    assert hints.wait_for(path) == D.POLL
+
+
+def test_poll_mode_leaves_old_dated_files_to_the_rescan(raw, detector_factory):
+    """Polling stats only names that can be new; a touched old file waits for a rescan."""
+    path = raw / "mods1b.20200101.0001.fits"
+    path.write_bytes(b"x")
+    os.utime(path, (time.time() - 30 * DAY,) * 2)
+    det, hints = detector_factory("poll", poll=0.05, rescan=1.0)
+    assert hints.drain(0.2) == []  # outside the look-back window
+    os.utime(path, None)  # now recent by its mtime
+    assert hints.wait_for(path, timeout=5) == D.RESCAN
+
+
+# --------------------------------------------------------------------------- the scanner itself
+def scanner(raw, settled=lambda p, fp: False, now=None):
+    hints = Hints()
+    sc = D.Scanner([raw], lookback_days=2, emit=hints, is_settled=settled,
+                   wall=(lambda: now) if now else time.time)
+    return sc, hints
+
+
+def test_full_scan_skips_settled_files(raw):
+    a = raw / "mods1b.20260102.0001.fits"
+    b = raw / "mods1b.20260102.0002.fits"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    done = {str(a): Fingerprint.of(os.stat(a))}
+    sc, hints = scanner(raw, settled=lambda p, fp: done.get(p) == fp)
+    assert sc.scan(D.RESCAN) == 1
+    assert hints.drain(0.05) == [(str(b), D.RESCAN)]
+
+
+def test_lookback_keeps_old_files_out(raw):
+    now = time.time()
+    old = now - 10 * DAY
+    old_night = observing_night(old)
+    recent_night = observing_night(now)
+    files = {
+        f"mods1b.{old_night}.0001.fits": old,  # old name, old mtime: history
+        f"mods1b.{old_night}.0002.fits": now,  # stale azcam date tag, new file
+        f"mods1b.{recent_night}.0003.fits": old,  # recent name (copied with -p)
+        "m1bTest.0001.fits": old,  # undated, old
+        "m1bTest.0002.fits": now,  # undated, new
+    }
+    for name, when in files.items():
+        (raw / name).write_bytes(b"x")
+        os.utime(raw / name, (when, when))
+    sc, hints = scanner(raw)
+    sc.scan(D.STARTUP)
+    got = sorted(Path(p).name for p, _ in hints.drain(0.05))
+    assert got == sorted([f"mods1b.{old_night}.0002.fits", f"mods1b.{recent_night}.0003.fits",
+                          "m1bTest.0002.fits"])
+    # polling: a new file with an old-looking name but a fresh mtime is found too
+    fresh = raw / f"mods1b.{old_night}.0004.fits"
+    fresh.write_bytes(b"x")
+    sc.scan(D.POLL)
+    assert hints.drain(0.05) == [(str(fresh), D.POLL)]
+
+
+def test_unreadable_directory_is_reported_once(tmp_path, caplog):
+    missing = tmp_path / "not-mounted"
+    sc, hints = scanner(missing)
+    with caplog.at_level(logging.ERROR, logger="modsingest.detect"):
+        assert sc.scan(D.RESCAN) == 0
+        assert sc.scan(D.RESCAN) == 0
+    assert len([r for r in caplog.records if "cannot list" in r.message]) == 1
+
+
+# --------------------------------------------------------------------------- blindness
+def test_blindness_is_said_once_and_rescan_finds_counted(caplog):
+    b = D.Blindness("inotify", 60.0)
+    with caplog.at_level(logging.WARNING, logger="modsingest.detect"):
+        assert not b.note("/r/a.fits", {D.EVENT})
+        assert not b.note("/r/b.fits", {D.STARTUP})
+        assert not b.blind
+        assert b.note("/r/c.fits", {D.RESCAN})
+        assert b.blind and b.blind_example == "/r/c.fits"
+        assert b.note("/r/d.fits", {D.RESCAN})
+        assert not b.note("/r/e.fits", {D.UDP})
+    assert b.found_by_rescan == 2
+    warnings = [r for r in caplog.records if "inotify looks blind" in r.message]
+    assert len(warnings) == 1
+
+
+def test_udp_only_files_mean_blind_and_poll_mode_is_never_blind():
+    b = D.Blindness("inotify", 60.0)
+    b.note("/r/a.fits", {D.UDP})
+    assert b.blind
+    p = D.Blindness("poll", 60.0)
+    p.note("/r/a.fits", {D.POLL})
+    p.note("/r/b.fits", {D.RESCAN})
+    assert not p.blind and p.found_by_rescan == 1

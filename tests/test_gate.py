@@ -1,0 +1,270 @@
+"""The gate: complete, stable over two looks, CONPARS or its grace, incomplete timeout."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from conftest import tiny_raw
+from modsingest import gate as G
+from modsingest.ledger import Fingerprint
+
+POLL, GRACE, TIMEOUT = 0.5, 3.0, 10.0
+FP = Fingerprint(100, 1, 1, 7)
+FP_B = Fingerprint(200, 2, 2, 8)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Harness:
+    """A gate with a fake clock and a scripted file."""
+
+    def __init__(self, settled=()):
+        self.clock = Clock()
+        self.file: G.Look | None = None
+        self.looks = 0
+        self.ready: list[tuple[Fingerprint, bool]] = []
+        self.incomplete: list[tuple[Fingerprint, str]] = []
+        self.settled = set(settled)
+        self.gate = G.Gate(
+            poll_interval=POLL, conpars_grace=GRACE, incomplete_timeout=TIMEOUT,
+            is_settled=lambda p, fp: fp in self.settled,
+            on_ready=lambda c, fp, conpars: self.ready.append((fp, conpars)),
+            on_incomplete=lambda c, fp, why: self.incomplete.append((fp, why)),
+            look=self._look, clock=self.clock, wall=lambda: 5.0,
+        )
+
+    def _look(self, path):
+        self.looks += 1
+        return self.file
+
+    def run_for(self, seconds: float, step: float = 0.05):
+        """Advance the clock, running due looks, like the gate thread would."""
+        end = self.clock.t + seconds
+        while self.clock.t < end:
+            self.gate.run_due()
+            self.clock.t = round(self.clock.t + step, 6)
+        self.gate.run_due()
+
+
+def complete(fp=FP, conpars=True):
+    return G.Look(fp, True, conpars)
+
+
+def test_complete_file_passes_after_two_looks_a_poll_interval_apart():
+    h = Harness()
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "event")
+    h.gate.run_due()
+    assert h.ready == [] and h.looks == 1  # one look is not enough
+    h.run_for(POLL - 0.1)
+    assert h.ready == []
+    h.run_for(0.2)
+    assert h.ready == [(FP, True)]
+    assert "/r/a.fits" not in h.gate.candidates
+
+
+def test_a_changing_file_never_passes():
+    h = Harness()
+    sizes = iter(range(100, 10_000))
+    h.gate._look = lambda path: complete(Fingerprint(next(sizes), 1, 1, 7))  # grows every look
+    h.gate.hint("/r/a.fits", "poll")
+    h.run_for(20 * POLL)
+    assert h.ready == []
+    assert "/r/a.fits" in h.gate.candidates
+
+
+def test_two_pass_write_waits_for_conpars():
+    """azcam's first pass is complete FITS without CONPARS: not delivered before CONPARS."""
+    h = Harness()
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(GRACE - 0.5)
+    assert h.ready == []
+    assert h.gate.counts()["waiting_for_conpars"] == 1
+    h.file = G.Look(None, False, False, "CONPARS data cut short")  # second pass under way
+    h.run_for(0.3)
+    h.file = complete(FP_B, conpars=True)
+    h.run_for(0.1)
+    assert h.ready == []
+    h.run_for(POLL + 0.1)
+    assert h.ready == [(FP_B, True)]
+
+
+def test_conpars_grace_then_processed_without():
+    h = Harness()
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(GRACE - 0.1)
+    assert h.ready == []
+    h.run_for(0.2)
+    assert h.ready == [(FP, False)]
+
+
+def test_zero_grace_still_needs_stability():
+    h = Harness()
+    h.gate.conpars_grace = 0.0
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "event")
+    h.gate.run_due()
+    assert h.ready == []
+    h.run_for(POLL + 0.1)
+    assert h.ready == [(FP, False)]
+
+
+def test_incomplete_file_reported_after_timeout_once():
+    h = Harness()
+    h.file = G.Look(FP, False, False, "/r/a.fits: file is empty")
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(TIMEOUT - 0.2)
+    assert h.incomplete == []
+    h.run_for(1.0)
+    assert h.incomplete == [(FP, "/r/a.fits: file is empty")]
+    h.run_for(TIMEOUT * 2)
+    assert len(h.incomplete) == 1 and h.ready == []
+
+
+def test_incomplete_that_completes_in_time_passes():
+    h = Harness()
+    h.file = G.Look(FP, False, False, "IM3 data cut short")
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(TIMEOUT - 1)
+    h.file = complete(FP_B)
+    h.run_for(2 * POLL + 0.1)  # the next look, then one a poll interval later
+    assert h.ready == [(FP_B, True)] and h.incomplete == []
+
+
+def test_settled_content_is_dropped_without_work():
+    h = Harness(settled={FP})
+    h.file = complete(FP)
+    h.gate.hint("/r/a.fits", "rescan")
+    h.run_for(2.0)
+    assert h.ready == [] and h.looks == 1
+    assert h.gate.candidates == {}
+
+
+def test_forced_replay_of_delivered_content():
+    h = Harness(settled={FP})
+    h.file = complete(FP)
+    h.gate.hint("/r/a.fits", "replay", force=True)
+    h.run_for(POLL + 0.2)
+    assert h.ready == [(FP, True)]
+
+
+def test_a_file_missing_for_a_moment_is_not_forgotten():
+    """astropy's update mode (the second pass) replaces the file by a rename."""
+    h = Harness()
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(0.3)
+    h.file = None
+    h.run_for(0.3)
+    assert "/r/a.fits" in h.gate.candidates
+    h.file = complete(FP_B, conpars=True)
+    h.run_for(POLL + 0.3)
+    assert h.ready == [(FP_B, True)]
+
+
+def test_a_file_gone_for_good_is_dropped():
+    h = Harness()
+    h.file = None
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(GRACE + 1)
+    assert h.gate.candidates == {} and h.ready == [] and h.incomplete == []
+
+
+def test_sources_accumulate_and_a_hint_brings_the_next_look_forward():
+    h = Harness()
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "rescan")
+    h.gate.run_due()
+    c = h.gate.candidates["/r/a.fits"]
+    assert c.next_look > h.clock.t
+    h.gate.hint("/r/a.fits", "event")
+    assert c.sources == {"rescan", "event"} and c.next_look <= h.clock.t
+    assert c.seen_wall == 5.0
+
+
+def test_a_look_that_raises_is_retried():
+    h = Harness()
+    calls = []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return complete()
+
+    h.gate._look = flaky
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(3.0)
+    assert h.ready == [(FP, True)]
+
+
+def test_next_due():
+    h = Harness()
+    assert h.gate.next_due() is None
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "event")
+    assert h.gate.next_due() == 0.0
+    h.gate.run_due()
+    assert h.gate.next_due() == pytest.approx(POLL)
+
+
+# --------------------------------------------------------------------------- real files
+def test_look_at_real_files(tmp_path):
+    data = tiny_raw()
+    path = tmp_path / "mods1b.20260102.0001.fits"
+    path.write_bytes(data)
+    seen = G.look(str(path))
+    assert seen.complete and seen.has_conpars and seen.problem is None
+    assert seen.fingerprint == Fingerprint.of(os.stat(path))
+    path.write_bytes(data[: len(data) - 2880])  # CONPARS header written, its data not yet
+    seen = G.look(str(path))
+    assert not seen.complete and "cut short" in seen.problem
+    path.write_bytes(tiny_raw(conpars=False))
+    seen = G.look(str(path))
+    assert seen.complete and not seen.has_conpars
+    path.unlink()
+    assert G.look(str(path)) is None
+    os.mkfifo(path)  # would block a reader forever
+    seen = G.look(str(path))
+    assert not seen.complete and "not a regular file" in seen.problem
+
+
+def test_gate_loop_thread_with_a_two_pass_file(tmp_path):
+    """The gate's own thread, real files: first pass waits, second pass passes."""
+    ready = threading.Event()
+    got = []
+
+    def on_ready(c, fp, conpars):
+        got.append((c.path, fp, conpars))
+        ready.set()
+
+    gate = G.Gate(poll_interval=0.05, conpars_grace=30.0, incomplete_timeout=30.0,
+                  is_settled=lambda p, fp: False, on_ready=on_ready,
+                  on_incomplete=lambda *a: None)
+    loop = G.GateLoop(gate)
+    loop.start()
+    try:
+        path = tmp_path / "mods1b.20260102.0001.fits"
+        path.write_bytes(tiny_raw(conpars=False))
+        loop.put(path, "event")
+        assert not ready.wait(0.5)  # complete, but CONPARS is missing and the grace is long
+        assert loop.counts()["waiting_for_conpars"] == 1
+        path.write_bytes(tiny_raw(conpars=True))
+        loop.put(path, "event")
+        assert ready.wait(10)
+        assert got[0][0] == str(path) and got[0][2] is True
+        assert got[0][1] == Fingerprint.of(os.stat(path))
+    finally:
+        loop.stop()
+    assert not loop.is_alive()

@@ -1,0 +1,268 @@
+"""The ledger: states, fingerprints, one worker per file, restart recovery."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from modsingest import ledger as L
+from modsingest.ledger import Fingerprint, Ledger
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    led = Ledger(tmp_path)
+    yield led
+    led.close()
+
+
+FP1 = Fingerprint(1000, 1, 1, 10)
+FP2 = Fingerprint(2000, 2, 2, 11)
+RAW = "/data/mods1b/mods1b.20260102.0001.fits"
+
+
+def queue(led, path=RAW, fp=FP1, **kw):
+    return led.enqueue(path, fp, seen_at=kw.pop("seen_at", 100.0), conpars=kw.pop("conpars", True),
+                       sources=kw.pop("sources", {"event"}), **kw)
+
+
+def deliver(led, row_id, name="x.fits"):
+    return led.delivered(row_id, name=name, outputs=["/p/x", "/n/x"], channel="MODS1B",
+                         warnings=["geometry: w"], seconds=0.5)
+
+
+def test_wal_mode_and_schema_version(ledger, tmp_path):
+    db = sqlite3.connect(L.path_of(tmp_path))
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == L.SCHEMA_VERSION
+    db.close()
+
+
+def test_refuses_a_newer_schema(tmp_path):
+    db = sqlite3.connect(L.path_of(tmp_path))
+    db.execute(f"PRAGMA user_version={L.SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Ledger(tmp_path)
+
+
+def test_reopen_keeps_rows(tmp_path):
+    led = Ledger(tmp_path)
+    rid = queue(led)
+    led.close()
+    led = Ledger(tmp_path)
+    assert led.row(rid).state == L.QUEUED
+    led.close()
+
+
+def test_enqueue_records_the_file(ledger):
+    rid = queue(ledger, sources={"rescan", "event"})
+    row = ledger.row(rid)
+    assert row.state == L.QUEUED and row.current
+    assert row.fingerprint == FP1
+    assert row.name == "mods1b.20260102.0001.fits"
+    assert row.night == "20260102"
+    assert row.channel == "MODS1B"
+    assert row.sources == ["event", "rescan"]
+    assert row.attempts == 0
+
+
+def test_same_fingerprint_is_not_queued_twice(ledger):
+    assert queue(ledger) is not None
+    assert queue(ledger) is None
+    assert len(ledger.rows()) == 1
+
+
+def test_delivered_content_is_not_queued_again_unless_forced(ledger):
+    rid = queue(ledger)
+    ledger.claim(set(), 1)
+    deliver(ledger, rid)
+    assert ledger.is_delivered(RAW, FP1)
+    assert queue(ledger) is None
+    assert ledger.row(rid).state == L.DELIVERED
+    again = queue(ledger, force=True, seen_at=200.0)
+    assert again == rid  # one row per fingerprint: the replay reuses it
+    row = ledger.row(rid)
+    assert row.state == L.QUEUED and row.seen_at == 200.0
+
+
+def test_failed_content_waits_for_a_change(ledger):
+    rid = queue(ledger)
+    ledger.claim(set(), 1)
+    ledger.failed(rid, "x: cannot read", seconds=0.1)
+    assert ledger.is_settled(RAW, FP1)
+    assert queue(ledger) is None
+    new = queue(ledger, fp=FP2)
+    assert new != rid and ledger.current(RAW).id == new
+
+
+def test_new_fingerprint_supersedes_a_queued_row(ledger):
+    old = queue(ledger)
+    new = queue(ledger, fp=FP2)
+    assert ledger.row(old).state == L.SUPERSEDED and not ledger.row(old).current
+    assert ledger.row(new).state == L.QUEUED and ledger.row(new).current
+    assert [r.id for r in ledger.rows()] == [new]
+    assert len(ledger.rows(current_only=False)) == 2
+
+
+def test_new_fingerprint_keeps_delivered_history(ledger):
+    old = queue(ledger)
+    ledger.claim(set(), 1)
+    deliver(ledger, old)
+    new = queue(ledger, fp=FP2)  # e.g. touch: replay
+    assert ledger.row(old).state == L.DELIVERED and not ledger.row(old).current
+    assert ledger.current(RAW).id == new
+
+
+def test_claim_hands_out_one_row_per_path(ledger):
+    a = queue(ledger, fp=FP1)
+    ledger.claim(set(), 1)  # a is processing
+    queue(ledger, fp=FP2)  # the file changed meanwhile
+    assert ledger.claim({RAW}, 5) == []  # busy path: not handed out
+    deliver(ledger, a)
+    got = ledger.claim(set(), 5)
+    assert [r.fingerprint for r in got] == [FP2]
+    assert got[0].state == L.PROCESSING and got[0].attempts == 1
+
+
+def test_claim_oldest_first_and_limit(ledger):
+    ids = [queue(ledger, path=f"/r/m.2026010{i}.0001.fits") for i in range(1, 6)]
+    got = ledger.claim(set(), 3)
+    assert [r.id for r in got] == ids[:3]
+    assert [r.id for r in ledger.claim(set(), 10, only={ids[4]})] == [ids[4]]
+    assert [r.id for r in ledger.claim(set(), 10)] == [ids[3]]
+
+
+def test_concurrent_claims_never_give_a_row_twice(tmp_path):
+    setup = Ledger(tmp_path)
+    ids = {queue(setup, path=f"/r/f{i:03d}.fits") for i in range(200)}
+    setup.close()
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker():
+        led = Ledger(tmp_path)  # its own connection, as another process would have
+        while True:
+            rows = led.claim(set(), 3)
+            if not rows:
+                break
+            with lock:
+                got.extend(r.id for r in rows)
+        led.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(ids)
+
+
+def test_recover_requeues_interrupted_work(ledger):
+    a = queue(ledger, path="/r/a.fits")
+    b = queue(ledger, path="/r/b.fits")
+    ledger.claim(set(), 2)
+    queue(ledger, path="/r/b.fits", fp=FP2)  # b changed while being processed
+    recovered = ledger.recover()
+    assert {r.id for r in recovered} == {a, b}
+    assert ledger.row(a).state == L.QUEUED
+    assert ledger.row(b).state == L.SUPERSEDED  # its newer version is queued instead
+    assert ledger.current("/r/b.fits").fingerprint == FP2
+    assert ledger.row(a).attempts == 1
+
+
+def test_retry_then_fail_when_workers_keep_dying(ledger):
+    rid = queue(ledger)
+    for attempt in (1, 2):
+        ledger.claim(set(), 1)
+        row = ledger.retry_or_fail(rid, "worker died (signal 9)", max_attempts=3)
+        assert row.state == L.QUEUED and row.attempts == attempt
+    ledger.claim(set(), 1)
+    row = ledger.retry_or_fail(rid, "worker died (signal 9)", max_attempts=3)
+    assert row.state == L.FAILED
+    assert "after 3 attempts" in row.reason
+
+
+def test_release_does_not_count_the_attempt(ledger):
+    rid = queue(ledger)
+    ledger.claim(set(), 1)
+    ledger.release(rid)
+    row = ledger.row(rid)
+    assert row.state == L.QUEUED and row.attempts == 0 and row.started_at is None
+
+
+def test_incomplete_is_reported_and_settled(ledger):
+    rid = ledger.mark_incomplete(RAW, FP1, f"{RAW}: file is empty", seen_at=100.0)
+    row = ledger.row(rid)
+    assert row.state == L.INCOMPLETE and "empty" in row.reason and row.finished_at
+    assert ledger.is_settled(RAW, FP1)
+    # the file completes later: a new fingerprint, queued, and current
+    new = queue(ledger, fp=FP2)
+    assert ledger.current(RAW).id == new
+    assert not ledger.row(rid).current
+
+
+def test_delivered_records_outputs_warnings_and_latency(ledger):
+    clock = iter([150.0, 151.0, 152.5])
+    led = ledger
+    led._clock = lambda: next(clock)
+    rid = queue(led, seen_at=149.0)
+    led.claim(set(), 1)
+    row = deliver(led, rid, name="mods1b.x.fits")
+    assert row.outputs == ["/p/x", "/n/x"]
+    assert row.warnings == ["geometry: w"]
+    assert row.delivered_as == "mods1b.x.fits"
+    assert row.latency == pytest.approx(3.5)
+    assert row.seconds == 0.5
+
+
+def test_service_info_and_requests(ledger):
+    ledger.set_info(pid=12, inotify_blind={"since": 1.0})
+    ledger.set_info(pid=13)
+    assert ledger.info() == {"pid": 13, "inotify_blind": {"since": 1.0}}
+    ledger.request(["/r/a.fits", "/r/b.fits"])
+    assert ledger.take_requests() == ["/r/a.fits", "/r/b.fits"]
+    assert ledger.take_requests() == []
+
+
+def test_one_service_per_state_directory(tmp_path):
+    assert not L.service_running(tmp_path)
+    fd = L.lock_service(tmp_path)
+    try:
+        assert L.service_running(tmp_path)
+        with pytest.raises(L.AlreadyRunning):
+            L.lock_service(tmp_path)
+    finally:
+        import os
+
+        os.close(fd)
+    assert not L.service_running(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "utc, night",
+    [
+        ("2026-01-02T18:59:59", "20260102"),  # 11:59 MST: still that date
+        ("2026-01-02T19:00:00", "20260103"),  # local noon: the coming night's tag
+        ("2026-01-03T06:00:00", "20260103"),
+    ],
+)
+def test_observing_night(utc, night):
+    when = datetime.fromisoformat(utc).replace(tzinfo=timezone.utc).timestamp()
+    assert L.observing_night(when) == night
+
+
+def test_names():
+    assert L.name_night("mods2r.20251210.0009.fits") == "20251210"
+    assert L.name_night("m1bTest.0001.fits") is None
+    assert L.night_of("m1bTest.0001.fits", datetime(2026, 1, 2, 20, tzinfo=timezone.utc).timestamp()) == "20260103"
+    assert L.channel_of("mods2r.20251210.0009.fits") == "MODS2R"
+    assert L.channel_of("m1bTest.0001.fits") is None
+
+
+def test_open_existing_does_not_create(tmp_path):
+    assert L.open_existing(tmp_path) is None
+    assert not L.path_of(tmp_path).exists()

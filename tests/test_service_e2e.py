@@ -1,0 +1,251 @@
+"""The real service (``modsingest watch`` in a subprocess) on temporary directories,
+in both detection modes: azcam's two-pass writes, bursts, kill -9 and restart,
+replay by timestamp, bad files, CONPARS that never comes, UDP duplicates, SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from astropy.io import fits
+
+from modsingest import fitscheck
+from modsingest import ledger as L
+from modsingest import simulate
+from servicekit import Agent, PartialWatch, wait_for
+
+MODES = ["inotify", "poll"]
+
+
+def spec(channel: str = "mods1b", seq: int = 1, **kw) -> simulate.ExposureSpec:
+    return simulate.ExposureSpec(channel=channel, seq=seq, roi="1k", **kw)
+
+
+@pytest.fixture
+def agent_factory(tmp_path):
+    agents: list[Agent] = []
+
+    def make(method: str, **config) -> Agent:
+        a = Agent(tmp_path / f"{method}-{len(agents)}", method, **config)
+        agents.append(a)
+        return a
+
+    yield make
+    for a in agents:
+        a.close()
+
+
+def conpars_rows(path) -> int:
+    with fits.open(path) as hdul:
+        return len(hdul["CONPARS"].data)
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_two_pass_write_is_delivered_once_with_conpars(agent_factory, method):
+    """A file seen after azcam's first pass is not delivered until CONPARS arrives."""
+    agent = agent_factory(method, grace=5.0).start()
+    seen_first_pass = []
+
+    def first_pass_done(path):
+        # the first pass is a complete FITS file without CONPARS; the agent sees it
+        assert fitscheck.scan(path).complete and not fitscheck.scan(path).has_conpars
+        seen_first_pass.append(path)
+
+    path = simulate.write(spec(), agent.raw["mods1b"], two_pass=True, pause=1.0,
+                          after_first_pass=first_pass_done)
+    assert seen_first_pass
+    rows = agent.wait_delivered(1)
+    assert [r.path for r in rows] == [str(path)]
+    row = rows[0]
+    assert row.conpars is True
+    assert not [w for w in row.warnings if "CONPARS" in w]
+    out = agent.newdata / path.name
+    assert conpars_rows(out) > 100  # the real table, not the empty stand-in
+    # exactly one delivery of this file: none from the first pass
+    assert [r for r in agent.rows(path) if r.state == L.DELIVERED] == [row]
+    assert agent.delivered_lines() == [path.name]
+    assert (agent.newdata / "MODS1B.new").read_text() == f"{path.name}\n"
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_burst_of_40_delivered_exactly_once(agent_factory, method):
+    agent = agent_factory(method).start()
+    with PartialWatch(agent.newdata, agent.processed) as watch:
+        paths = []
+        for i in range(40):
+            channel = ("mods1b", "mods1r")[i % 2]
+            paths.append(simulate.write(spec(channel, seq=i // 2 + 1), agent.raw[channel]))
+        agent.wait_delivered(40, timeout=90)
+    assert not watch.problems, watch.problems[:3]
+    assert watch.checked > 0
+    delivered = agent.delivered_rows()
+    assert sorted(r.path for r in delivered) == sorted(map(str, paths))  # once each
+    assert sorted(agent.delivered_lines()) == sorted(p.name for p in paths)
+    assert [p.name for p in agent.newdata_files()] == sorted(p.name for p in paths)
+    assert agent.hidden_files() == []
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_kill9_mid_burst_then_restart_delivers_everything_once(agent_factory, method):
+    agent = agent_factory(method).start()
+    paths: list = []
+
+    def burst():
+        for i in range(40):
+            channel = ("mods1b", "mods1r")[i % 2]
+            paths.append(simulate.write(spec(channel, seq=i // 2 + 1), agent.raw[channel]))
+
+    writer = threading.Thread(target=burst)
+    with PartialWatch(agent.newdata, agent.processed) as watch:
+        writer.start()
+        agent.wait_delivered(8, timeout=60)
+        agent.kill9()  # in the middle: workers busy, files queued, files still arriving
+        killed_with = {r.path for r in agent.rows() if r.state == L.PROCESSING}
+        agent.start()
+        writer.join(60)
+        agent.wait_delivered(40, timeout=120)
+    assert len(paths) == 40
+    assert not watch.problems, watch.problems[:3]
+    delivered = agent.delivered_rows()
+    assert sorted(r.path for r in delivered) == sorted(map(str, paths))
+    lines = agent.delivered_lines()
+    assert sorted(lines) == sorted(p.name for p in paths), "a file was delivered twice"
+    # what the crash interrupted was redone by the second run
+    for path in killed_with:
+        assert agent.current(path).state == L.DELIVERED
+    assert [p.name for p in agent.newdata_files()] == sorted(p.name for p in paths)
+    assert agent.hidden_files() == []
+    for p in agent.newdata_files():
+        assert fitscheck.scan(p).complete
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_replay_by_touch_and_utime(agent_factory, method):
+    agent = agent_factory(method).start()
+    path = simulate.write(spec(), agent.raw["mods1b"])
+    agent.wait_delivered(1)
+    out = agent.newdata / path.name
+
+    def deliveries():
+        return [r for r in agent.rows(path) if r.state == L.DELIVERED]
+
+    ways = [
+        ("GNU touch", lambda: subprocess.run(["touch", str(path)], check=True)),
+        ("touch -c", lambda: subprocess.run(["touch", "-c", "-d", "2 minutes ago", str(path)],
+                                            check=True)),
+        ("os.utime", lambda: os.utime(path, (time.time() - 60, time.time() - 60))),
+    ]
+    for n, (how, do) in enumerate(ways, start=2):
+        inode = out.stat().st_ino
+        do()
+        wait_for(lambda: len(deliveries()) == n, 30, f"a replay after {how}")
+        assert out.stat().st_ino != inode, f"{how}: output not replaced"
+    assert agent.current(path).state == L.DELIVERED
+    # nothing else happened to the file: the last state is stable
+    assert len(agent.delivered_lines()) == 4
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_bad_files_are_reported_while_good_files_flow(agent_factory, method):
+    agent = agent_factory(method, incomplete=1.5).start()
+    raw = agent.raw["mods1r"]
+    good = simulate.render(spec("mods1r", seq=1))
+    bad = {
+        "mods1r.20260101.0101.fits": good[: len(good) // 2],  # truncated
+        "mods1r.20260101.0102.fits": b"",  # empty
+        "mods1r.20260101.0103.fits": b"this is not FITS\n" * 400,
+    }
+    for name, data in bad.items():
+        (raw / name).write_bytes(data)
+    (raw / "notes.txt").write_text("ignored\n")
+    (raw / ".hidden.fits").write_bytes(good)
+    goods = [simulate.write(spec("mods1r", seq=i), raw) for i in range(1, 5)]
+    goods.append(simulate.write(spec("mods1r", seq=1, root="m1rTest."), raw))  # another root
+    agent.wait_delivered(5)
+    assert (agent.newdata / "m1rTest.0001.fits").exists()
+
+    def reported():
+        rows = {r.name: r for r in agent.rows() if r.current and r.state == L.INCOMPLETE}
+        return rows if set(rows) == set(bad) else None
+
+    rows = wait_for(reported, 30, "the three bad files to be reported")
+    assert "cut short" in rows["mods1r.20260101.0101.fits"].reason
+    assert "empty" in rows["mods1r.20260101.0102.fits"].reason
+    assert "not a FITS file" in rows["mods1r.20260101.0103.fits"].reason
+    assert sorted(r.path for r in agent.delivered_rows()) == sorted(map(str, goods))
+    log = agent.log_text()
+    for name in bad:
+        assert re.search(rf"INCOMPLETE .*{re.escape(name)}", log)
+    assert "notes.txt" not in log and ".hidden.fits" not in log
+    # status shows every problem with its reason
+    status = subprocess.run(
+        [os.sys.executable, "-m", "modsingest.cli", "status", "--config", str(agent.config)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    for name in bad:
+        assert name in status
+    assert "cut short" in status
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_conpars_that_never_arrives_is_delivered_after_the_grace(agent_factory, method):
+    agent = agent_factory(method, grace=1.5).start()
+    written = time.time()
+    path = simulate.write(spec(conpars=False), agent.raw["mods1b"])
+    row = agent.wait_delivered(1)[0]
+    assert row.path == str(path)
+    assert row.conpars is False
+    assert row.finished_at - written >= 1.5
+    assert any("CONPARS" in w for w in row.warnings)
+    assert re.search(rf"{re.escape(path.name)}: no CONPARS after 1.5 s", agent.log_text())
+    assert conpars_rows(agent.newdata / path.name) == 0
+    assert agent.stop() < 30
+
+
+def test_udp_duplicate_proc_is_ignored(agent_factory):
+    """azcam re-sends the last name after an aborted exposure: no second delivery."""
+    agent = agent_factory(
+        "poll", poll=0.2, extra="udp:\n  enabled: true\n  host: 127.0.0.1\n  port: 0\n"
+    ).start()
+    match = re.search(r"udp: listening on 127\.0\.0\.1:(\d+)", agent.log_text())
+    assert match, agent.log_text()
+    port = int(match.group(1))
+    path = simulate.write(spec(), agent.raw["mods1b"])
+    agent.wait_delivered(1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(f"proc /home/data/{path.name}".encode(), ("127.0.0.1", port))
+    wait_for(lambda: "ignored: already delivered and unchanged" in agent.log_text(), 10,
+             "the duplicate to be ignored")
+    assert agent.delivered_lines() == [path.name]
+    assert len([r for r in agent.rows(path) if r.state == L.DELIVERED]) == 1
+    assert agent.stop() < 30
+
+
+def test_sigterm_with_work_queued_then_restart_finishes_it(agent_factory):
+    """SIGTERM with work queued: exits in time; nothing is lost or half-published.
+
+    (A worker stuck in a file at shutdown is abandoned and re-queued:
+    test_workers.test_shutdown_abandons_a_stuck_file_cleanly.)"""
+    agent = agent_factory("inotify", workers=1).start()
+    paths = [simulate.write(spec("mods1b", seq=i), agent.raw["mods1b"], two_pass=False)
+             for i in range(1, 9)]
+    agent.wait_delivered(1)
+    assert agent.stop() < 30
+    assert agent.hidden_files() == []
+    states = {r.state for r in agent.rows() if r.current}
+    assert L.PROCESSING not in states
+    agent.start()
+    agent.wait_delivered(len(paths))
+    assert sorted(agent.delivered_lines()) == sorted(p.name for p in paths)
+    assert agent.stop() < 30

@@ -1,0 +1,157 @@
+"""``modsingest status``: counts, newest per channel, latency, problems, blindness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import pytest
+
+from modsingest import config, status
+from modsingest import ledger as L
+from modsingest.ledger import Fingerprint, Ledger
+
+
+@pytest.fixture
+def settings(layout):
+    return config.load(layout["config"])
+
+
+def fill(state, now):
+    """A night with deliveries on two channels, a failure, an incomplete file, a queue."""
+    clock = [now - 1000.0]
+    led = Ledger(state, clock=lambda: clock[0])
+    raw = "/data"
+
+    def add(name, state_, *, seen, done, fp=1, reason=None, channel=None):
+        clock[0] = seen
+        path = f"{raw}/{name}"
+        rid = led.enqueue(path, Fingerprint(fp, fp, fp, fp), seen_at=seen, conpars=True,
+                          sources={"event"})
+        if state_ == L.QUEUED:
+            return rid
+        led.claim(set(), 10, only={rid})
+        clock[0] = done
+        if state_ == L.DELIVERED:
+            led.delivered(rid, name=name, outputs=[], channel=channel, warnings=[], seconds=0.3)
+        elif state_ == L.FAILED:
+            led.failed(rid, reason)
+        return rid
+
+    add("mods1b.20260102.0001.fits", L.DELIVERED, seen=now - 900, done=now - 898, channel="MODS1B")
+    add("mods1b.20260102.0002.fits", L.DELIVERED, seen=now - 600, done=now - 596, channel="MODS1B")
+    add("mods1r.20260102.0001.fits", L.DELIVERED, seen=now - 500, done=now - 499, channel="MODS1R")
+    add("mods1r.20260102.0002.fits", L.FAILED, seen=now - 400, done=now - 399,
+        reason="/data/mods1r.20260102.0002.fits: cannot publish: No space left on device")
+    add("mods1b.20260101.0007.fits", L.DELIVERED, seen=now - 90000, done=now - 89990,
+        channel="MODS1B")
+    clock[0] = now - 100
+    led.mark_incomplete(f"{raw}/mods1b.20260102.0003.fits", Fingerprint(0, 0, 0, 9),
+                        f"{raw}/mods1b.20260102.0003.fits: file is empty", seen_at=now - 110)
+    add("mods1b.20260102.0004.fits", L.QUEUED, seen=now - 30, done=0)
+    led.close()
+
+
+def test_never_ran(settings):
+    report = status.gather(settings)
+    assert report["service"]["running"] is False
+    text = status.render(report)
+    assert "NOT RUNNING" in text and "nothing recorded yet" in text
+    assert not L.path_of(settings.paths.state).exists()  # status created nothing
+
+
+def test_a_night_at_a_glance(settings):
+    now = time.time()
+    fill(settings.paths.state, now)
+    report = status.gather(settings, night="20260102", now=now)
+    assert report["counts"] == {"queued": 1, "processing": 0, "delivered": 3, "failed": 1,
+                                "incomplete": 1}
+    assert report["newest"]["MODS1B"]["name"] == "mods1b.20260102.0002.fits"
+    assert report["newest"]["MODS1R"]["name"] == "mods1r.20260102.0001.fits"
+    lat = report["latency"]
+    assert lat["count"] == 3 and lat["median"] == pytest.approx(2) and lat["max"] == pytest.approx(4)
+    assert [p["state"] for p in report["problems"]] == ["failed", "incomplete"]
+    assert report["oldest_queued_age"] == pytest.approx(30, abs=1)
+    text = status.render(report)
+    assert "Night 20260102: 6 file(s): 1 queued, 3 delivered, 1 failed, 1 incomplete" in text
+    assert "No space left on device" in text
+    assert "INCOMPLETE mods1b.20260102.0003.fits" in text
+    assert "file is empty" in text
+    assert "MODS1B  mods1b.20260102.0002.fits" in text
+    assert "median 2.0 s" in text
+    assert "NOT RUNNING" in text
+
+
+def test_default_is_the_last_24_hours(settings):
+    """Not by date tag: azcam's tag can be days old when its server was not restarted."""
+    now = time.time()
+    fill(settings.paths.state, now)
+    led = Ledger(settings.paths.state, clock=lambda: now - 3 * 86400)
+    led.mark_incomplete("/data/mods1b.20251230.0001.fits", Fingerprint(5, 5, 5, 5),
+                        "/data/mods1b.20251230.0001.fits: file is empty", seen_at=now - 3 * 86400)
+    led.close()
+    report = status.gather(settings, now=now)
+    assert report["counts"]["delivered"] == 3  # the one from 25 h ago is not counted
+    assert report["older_problems"] == 1
+    text = status.render(report)
+    assert "Last 24 h: 6 file(s)" in text
+    assert "and 1 older failed or incomplete file(s)" in text
+    assert "mods1b.20251230.0001.fits" not in text
+
+
+def test_running_service_and_blind_inotify(settings):
+    state = settings.paths.state
+    now = time.time()
+    fill(state, now)
+    led = Ledger(state)
+    led.set_info(pid=os.getpid(), started=now - 7200, heartbeat=now - 1, method="inotify",
+                 workers=2, found_by_rescan=3,
+                 inotify_blind={"since": now - 3600, "example": "/data/mods1b.20260102.0002.fits",
+                                "rescan_interval": 60.0},
+                 gate={"considering": 2, "waiting_for_conpars": 1, "incomplete": 0})
+    led.close()
+    fd = L.lock_service(state)
+    try:
+        report = status.gather(settings, now=now)
+        text = status.render(report)
+    finally:
+        os.close(fd)
+    assert report["service"]["state"] == "running"
+    assert f"running, pid {os.getpid()}" in text
+    assert "WARNING:  inotify looks blind" in text
+    assert "rescans every 60 s" in text
+    assert "3 file(s) found only by a rescan" in text
+    assert "waiting for CONPARS: 1" in text
+
+
+def test_stale_heartbeat_is_a_problem(settings):
+    state = settings.paths.state
+    led = Ledger(state)
+    led.set_info(pid=123, heartbeat=time.time() - 300)
+    led.close()
+    fd = L.lock_service(state)
+    try:
+        text = status.render(status.gather(settings))
+    finally:
+        os.close(fd)
+    assert "PROBLEM: running (pid 123) but its last heartbeat was 5 min ago" in text
+
+
+def test_json(settings, layout, capsys):
+    fill(settings.paths.state, time.time())
+    args = argparse.Namespace(config=str(layout["config"]), night="20260102", json=True)
+    assert status.command(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["delivered"] == 3
+    assert data["problems"][0]["reason"].endswith("No space left on device")
+    assert data["service"]["running"] is False
+
+
+def test_bad_config_is_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("paths: {raw: [/nonexistent], newdata: /x, processed: /x, state: /x}\n")
+    args = argparse.Namespace(config=str(cfg), night=None, json=False)
+    assert status.command(args) == 2
+    assert "does not exist" in capsys.readouterr().err
