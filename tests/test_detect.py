@@ -299,3 +299,16 @@ def test_udp_only_files_mean_blind_and_poll_mode_is_never_blind():
     p.note("/r/a.fits", {D.POLL})
     p.note("/r/b.fits", {D.RESCAN})
     assert not p.blind and p.found_by_rescan == 1
+
+
+def test_fresh_stat_opens_the_file_and_never_blocks_on_a_fifo(tmp_path):
+    import os as _os
+
+    from modsingest.detect import fresh_stat
+
+    f = tmp_path / "mods1b.20260102.0001.fits"
+    f.write_bytes(b"x" * 10)
+    assert fresh_stat(str(f)).st_size == 10
+    fifo = tmp_path / "mods1b.20260102.0002.fits"
+    _os.mkfifo(fifo)
+    assert fresh_stat(str(fifo)).st_size == 0  # returns at once: O_NONBLOCK

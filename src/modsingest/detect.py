@@ -192,7 +192,7 @@ class Scanner:
                 try:
                     if not entry.is_file():
                         continue
-                    st = entry.stat()
+                    st = fresh_stat(path) if full else entry.stat()
                 except OSError:
                     continue
                 fp = now_seen[path] = Fingerprint.of(st)
@@ -209,6 +209,24 @@ class Scanner:
                 emitted += 1
             self._snapshot[directory] = now_seen
         return emitted
+
+
+def fresh_stat(path: str) -> os.stat_result:
+    """The file's attributes as the server has them now, not as the NFS client cached them.
+
+    The raw mounts use ``actimeo=1800``: a plain ``stat`` may answer from a cache
+    up to 30 minutes old, so a ``touch`` meant as a replay would go unseen.  An
+    ``open`` forces the client to revalidate (close-to-open consistency), so the
+    full scans, which run rarely, open each file they look at; the frequent poll
+    scans keep the cheap ``stat`` (new names appear promptly anyway: listing a
+    directory opens it, which revalidates the directory).  Non-blocking, so a FIFO
+    cannot hang the scanner.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _maybe_recent(name: str, cutoff_night: str) -> bool:
