@@ -268,3 +268,25 @@ def test_gate_loop_thread_with_a_two_pass_file(tmp_path):
     finally:
         loop.stop()
     assert not loop.is_alive()
+
+
+def test_a_complete_file_passes_after_the_settle_time_not_the_poll_interval():
+    """watch.settle: observers wait on this; polling frequency is a separate matter."""
+    h = Harness()
+    h.gate.settle = 0.1
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(0.05, step=0.01)
+    assert h.ready == []
+    h.run_for(0.1, step=0.01)
+    assert h.ready == [(FP, True)]
+
+
+def test_settle_still_needs_an_unchanged_fingerprint():
+    h = Harness()
+    h.gate.settle = 0.1
+    sizes = iter(range(100, 10_000))
+    h.gate._look = lambda path: complete(Fingerprint(next(sizes), 1, 1, 7))
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(2.0, step=0.01)
+    assert h.ready == []

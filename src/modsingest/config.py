@@ -35,7 +35,8 @@ class Paths:
 @dataclass(frozen=True)
 class WatchSettings:
     method: str = "inotify"  # inotify | poll
-    poll_interval: float = 1.0  # seconds between looks at a candidate file / poll scans
+    poll_interval: float = 1.0  # seconds between poll scans of the raw directories
+    settle: float = 0.25  # a complete file's fingerprint must hold this long before processing
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
     incomplete_timeout: float = 300.0  # report a file that stays incomplete this long
@@ -172,6 +173,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "watch": {
         "method": _choice("inotify", "poll"),
         "poll_interval": _positive_float,
+        "settle": _positive_float,
         "rescan_interval": _positive_float,
         "conpars_grace": lambda v: float(v) if float(v) >= 0 else _positive_float(v),
         "incomplete_timeout": _positive_float,

@@ -7,8 +7,8 @@ each point at a file that is still being written.  So a path only passes when
 
 1. ``fitscheck`` finds the FITS structure complete (headers end, data sizes add up),
 2. its fingerprint (size, mtime, ctime, inode) is the same on two looks at least
-   ``watch.poll_interval`` apart, measured on this host's monotonic clock (the
-   writer's clock and ours need not agree), and
+   ``watch.settle`` apart, measured on this host's monotonic clock (the writer's
+   clock and ours need not agree), and
 3. CONPARS is there, or the file has been complete without it for
    ``watch.conpars_grace`` seconds (then it is processed without it; the core
    writes an empty table and a warning).
@@ -118,6 +118,7 @@ class Gate:
         *,
         poll_interval: float,
         conpars_grace: float,
+        settle: float | None = None,
         incomplete_timeout: float,
         is_settled: Callable[[str, Fingerprint], bool],
         on_ready: ReadyCallback,
@@ -127,6 +128,11 @@ class Gate:
         wall: Callable[[], float] = time.time,
     ):
         self.poll_interval = poll_interval
+        #: How long a complete file's fingerprint must hold still.  Not the poll
+        #: interval: a complete file with CONPARS is azcam's final pass, and
+        #: observers wait on every tenth of a second; polling is about how often
+        #: directories are listed, which costs NFS round trips.
+        self.settle = poll_interval if settle is None else settle
         self.conpars_grace = conpars_grace
         self.incomplete_timeout = incomplete_timeout
         self._is_settled = is_settled
@@ -189,8 +195,9 @@ class Gate:
             c.fp, c.fp_since, c.looks = fp, now, 1
         else:
             c.looks += 1
-        stable = fp is not None and c.looks >= 2 and now - c.fp_since >= self.poll_interval
-        c.next_look = now + self.poll_interval
+        stable = fp is not None and c.looks >= 2 and now - c.fp_since >= self.settle
+        # a complete file is looked at again after the settle time, one being written later
+        c.next_look = now + (self.settle if seen.complete else self.poll_interval)
 
         if not seen.complete:
             c.waiting_since = None
@@ -220,7 +227,7 @@ class Gate:
         # Look again when the grace ends, but not before the fingerprint can be stable.
         c.next_look = max(
             min(now + self.poll_interval, c.waiting_since + self.conpars_grace),
-            c.fp_since + self.poll_interval,
+            c.fp_since + self.settle,
         )
 
     def counts(self) -> dict[str, int]:

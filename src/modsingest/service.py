@@ -217,6 +217,7 @@ class Service:
         self.dispatcher = Dispatcher(ledger, pool, metrics=self.metrics)
         gate = Gate(
             poll_interval=s.watch.poll_interval,
+            settle=s.watch.settle,
             conpars_grace=s.watch.conpars_grace,
             incomplete_timeout=s.watch.incomplete_timeout,
             is_settled=ledger.is_settled,
