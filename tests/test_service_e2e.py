@@ -150,7 +150,10 @@ def test_replay_by_touch_and_utime(agent_factory, method):
         wait_for(lambda: len(deliveries()) == n, 30, f"a replay after {how}")
         assert out.stat().st_ino != inode, f"{how}: output not replaced"
     assert agent.current(path).state == L.DELIVERED
-    # nothing else happened to the file: the last state is stable
+    # nothing else happened to the file: four deliveries logged, no more (the ledger is
+    # written before the log line, so wait for the fourth line before counting)
+    wait_for(lambda: len(agent.delivered_lines()) >= 4, 10, "the fourth delivery line")
+    time.sleep(0.5)
     assert len(agent.delivered_lines()) == 4
     assert agent.stop() < 30
 

@@ -36,7 +36,7 @@ class Paths:
 class WatchSettings:
     method: str = "inotify"  # inotify | poll
     poll_interval: float = 1.0  # seconds between poll scans of the raw directories
-    settle: float = 0.1  # a complete file's fingerprint must hold this long before processing
+    settle: float = 0.05  # a complete file's fingerprint must hold this long before processing
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
     incomplete_timeout: float = 300.0  # report a file that stays incomplete this long

