@@ -49,6 +49,16 @@ class Look:
     problem: str | None = None  # why it is not complete (one line)
 
 
+def _stat(path: str) -> os.stat_result | Look | None:
+    """``os.stat``, or None when the file is gone, or a Look saying why it cannot be had."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Look(None, False, False, f"{path}: cannot stat: {exc.strerror or exc}")
+
+
 def look(path: str) -> Look | None:
     """Scan the structure, then take the fingerprint; None when the file is gone.
 
@@ -56,21 +66,15 @@ def look(path: str) -> Look | None:
     (close-to-open consistency), so the ``stat`` after it is fresh.  A size that
     differs between the two means the file moved under us: no verdict this time.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return Look(None, False, False, f"{path}: cannot stat: {exc.strerror or exc}")
+    st = _stat(path)
+    if not isinstance(st, os.stat_result):
+        return st
     if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block the gate for good
         return Look(Fingerprint.of(st), False, False, f"{path}: not a regular file")
     layout = fitscheck.scan(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return Look(None, False, False, f"{path}: cannot stat: {exc.strerror or exc}")
+    st = _stat(path)
+    if not isinstance(st, os.stat_result):
+        return st
     if layout.size != st.st_size and layout.complete:
         return Look(None, False, False, f"{path}: changed while being looked at")
     return Look(
