@@ -139,8 +139,6 @@ class Frame:
     conpars: Conpars | None = None
     merged: Merged | None = None
     extras: list[ExtraHDU] = field(default_factory=list)
-    #: The input already carried a MERGED (a processed file read again).
-    had_merged: bool = False
 
     @property
     def name(self) -> str:
@@ -281,18 +279,18 @@ def from_bytes(buf: bytes | bytearray | mmap.mmap, path: str | os.PathLike = "<b
     for info in layout.hdus[5:]:
         header = _header(data, info, path)
         if info.extname == "CONPARS" and frame.conpars is None:
-            rows = _decode_table(data, info, path)
-            frame.conpars = Conpars(header=header, block=_block(data, info), rows=rows)
+            block = _block(data, info)
+            frame.conpars = Conpars(header=header, block=block, rows=_decode_table(header, block))
         elif info.extname == "MERGED":
-            frame.had_merged = True  # rebuilt by the merged step, never appended twice
+            continue  # a processed file read again: rebuilt by the merged step, never appended twice
         else:
             frame.extras.append(ExtraHDU(header=header, block=_block(data, info)))
     return frame
 
 
-def _decode_table(data: memoryview, info: HDUInfo, path: Path) -> dict[str, str]:
+def _decode_table(header: fits.Header, block: memoryview) -> dict[str, str]:
     """CONPARS rows; an undecodable table is kept verbatim with no rows."""
     try:
-        return decode_conpars(_header(data, info, path), _block(data, info))
+        return decode_conpars(header, block)
     except Exception:  # a broken table must not stop delivery
         return {}

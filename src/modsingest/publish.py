@@ -129,6 +129,14 @@ def ensure_dir(directory: Path) -> None:
     fsync_dir(directory.parent)
 
 
+def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
+    """A new hidden temporary file in ``directory`` (0644 whatever the umask), open for writing."""
+    path = _temp_path(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return path, fd
+
+
 def _temp_path(directory: Path, name: str) -> Path:
     return directory / f".{name}{TEMP_MARK}.{os.getpid()}.{secrets.token_hex(4)}"
 
@@ -167,9 +175,7 @@ class _Destination(threading.Thread):
 
     def __init__(self, directory: Path, name: str):
         super().__init__(name=f"write-{directory}", daemon=True)
-        self.path = _temp_path(directory, name)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        os.fchmod(self.fd, FILE_MODE)
+        self.path, self.fd = _open_temp(directory, name)
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
 
@@ -253,10 +259,8 @@ def write_temps(directories: list[Path], name: str, items: Iterable) -> list[Pat
 
 def write_temp(directory: Path, name: str, chunks: list) -> Path:
     """Write ``chunks`` to a hidden temporary file in ``directory`` and fsync it."""
-    tmp = _temp_path(directory, name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    tmp, fd = _open_temp(directory, name)
     try:
-        os.fchmod(fd, FILE_MODE)
         _write_all(fd, chunks)
         os.fsync(fd)
     except BaseException:
