@@ -66,9 +66,9 @@ def test_observation_mjds_gives_the_three_single_values():
 
 
 def test_longitude_is_positive_west():
-    location = astrotime.earth_location(HEADER_SITE)
-    assert location.lon.deg == pytest.approx(-109.88906)
-    assert location.lat.deg == pytest.approx(32.70131)
+    terms = astrotime.site_terms(HEADER_SITE)
+    assert math.degrees(terms.east_longitude) == pytest.approx(-109.88906)
+    assert math.degrees(terms.latitude) == pytest.approx(32.70131)
     # The same longitude read as east moves the site half-way round the Earth:
     # tens of ms of light time, so the reference test above would catch it too.
     east = astrotime.Site(32.70131, -109.88906, 3221.0)
@@ -76,9 +76,58 @@ def test_longitude_is_positive_west():
     assert abs(moved - HMJD_UTC) > 10 * ONE_MS_IN_DAYS
 
 
-def test_earth_location_is_built_once_per_site():
+def test_site_terms_are_computed_once_per_site_and_match_astropys_location():
+    from astropy.coordinates import EarthLocation
+    import astropy.units as u
+
     same_site = astrotime.Site(32.70131, 109.88906, 3221.0)
-    assert astrotime.earth_location(HEADER_SITE) is astrotime.earth_location(same_site)
+    terms = astrotime.site_terms(HEADER_SITE)
+    assert astrotime.site_terms(same_site) is terms
+    loc = EarthLocation.from_geodetic(lon=-109.88906 * u.deg, lat=32.70131 * u.deg, height=3221 * u.m)
+    x, y, z = (c.to_value(u.km) for c in loc.geocentric)
+    assert terms.spin_axis_km == pytest.approx(math.hypot(x, y), abs=1e-6)
+    assert terms.equator_km == pytest.approx(z, abs=1e-6)
+    assert terms.east_longitude == pytest.approx(math.radians(-109.88906), abs=1e-15)
+
+
+# Dates inside the installed IERS tables, and targets all over the sky.
+_ASTROPY_CASES = [
+    ("2019-03-21T06:30:00.000", "00:00:00", "+00:00:00"),
+    ("2021-06-21T11:59:59.999", "06:00:00", "+66:33:00"),
+    ("2023-09-23T02:00:00.500", "12:30:45.6", "-45:10:00"),
+    ("2024-12-31T23:59:59.900", "18:00:00", "-89:00:00"),
+    ("2025-12-30T03:12:45.123", "05:35:17.3", "-05:23:28"),
+    ("2026-02-15T08:08:08.080", "23:59:59.9", "+89:59:00"),
+]
+
+
+@pytest.mark.parametrize(("utc", "ra", "dec"), _ASTROPY_CASES)
+def test_agrees_with_astropys_full_iers_computation_within_10_microseconds(utc, ra, dec):
+    """astropy's own chain (IERS UT1 and polar motion, frame transforms) as the oracle."""
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    site = astrotime.LBT
+    where = EarthLocation.from_geodetic(lon=-site.west_longitude * u.deg, lat=site.latitude * u.deg,
+                                        height=site.elevation * u.m)
+    target = SkyCoord(ra=astrotime.ra_degrees(ra) * u.deg, dec=astrotime.dec_degrees(dec) * u.deg)
+    t = Time(utc, format="isot", scale="utc", location=where)
+    helio = t.light_travel_time(target, "heliocentric", ephemeris="builtin")
+    bary = t.light_travel_time(target, "barycentric", ephemeris="builtin")
+    mine = astrotime.observation_mjds(utc, ra, dec, site)
+    ten_us = 10e-6 / 86400
+    assert mine.mjd_utc == pytest.approx(float(t.mjd), abs=2e-11)
+    assert mine.hmjd_utc == pytest.approx(float(t.mjd + helio.to_value(u.day)), abs=ten_us)
+    assert mine.bmjd_tdb == pytest.approx(float((t.tdb + bary).mjd), abs=ten_us)
+
+
+def test_a_leap_second_is_a_valid_instant_only_where_there_was_one():
+    inside = astrotime.mjd_utc("2016-12-31T23:59:60.500")
+    assert inside == pytest.approx(57754 - 0.5 / 86401, abs=1e-9)
+    assert astrotime.mjd_utc("2017-01-01T00:00:00.000") == 57754.0
+    with pytest.raises(ValueError):
+        astrotime.mjd_utc("2025-12-30T23:59:60.500")
 
 
 @pytest.mark.parametrize("utc", ["2031-03-15T06:00:00.000", "2035-06-01T00:00:00.000"])
@@ -94,14 +143,11 @@ def test_dates_years_past_the_installed_tables_work_without_warnings(utc):
     assert abs(mjds.bmjd_tdb - mjds.mjd_utc - TT_MINUS_UTC_DAYS) < MAX_LIGHT_TIME_DAYS + 2e-3 / 86400
 
 
-def test_past_the_iers_tables_is_logged_once(fresh_log_once, caplog):
+def test_dates_past_the_installed_tables_log_nothing(fresh_log_once, caplog):
+    """No IERS table is used, so its end is no event (only an expired leap-second table is)."""
     with caplog.at_level(logging.WARNING, logger="modsingest.astrotime"):
-        astrotime.observation_mjds(UTC, RA, DEC, astrotime.LBT)
-        assert not caplog.records  # inside the tables: nothing to say
         astrotime.observation_mjds("2031-03-15T06:00:00.000", RA, DEC, astrotime.LBT)
-        astrotime.observation_mjds("2035-06-01T00:00:00.000", RA, DEC, astrotime.LBT)
-    notes = [r for r in caplog.records if "IERS" in r.getMessage()]
-    assert len(notes) == 1
+    assert not [r for r in caplog.records if "IERS" in r.getMessage()]
 
 
 def test_leap_second_status_of_the_installed_table():
@@ -190,7 +236,8 @@ start = time.perf_counter()
 ref = astrotime.observation_mjds("2025-12-30T03:12:45.123", "05:35:17.3", "-05:23:28", astrotime.LBT)
 after_warm_up = time.perf_counter() - start
 late = astrotime.observation_mjds("2035-06-01T00:00:00.000", "12:00:00", "+45:00:00", astrotime.LBT)
-print(json.dumps(dict(attempts=attempts, ref=[ref.mjd_utc, ref.hmjd_utc, ref.bmjd_tdb],
+import sys
+print(json.dumps(dict(coordinates="astropy.coordinates" in sys.modules, attempts=attempts, ref=[ref.mjd_utc, ref.hmjd_utc, ref.bmjd_tdb],
                       late=late.bmjd_tdb, warm=warm, after_warm_up=after_warm_up,
                       leap=astrotime.leap_second_status().expires.isoformat())))
 """
@@ -205,6 +252,8 @@ def test_fresh_process_without_network_computes_everything(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["attempts"] == []
+    # the 60 MB coordinate machinery is never loaded (astrotime's docstring)
+    assert result["coordinates"] is False
     assert result["ref"][0] == pytest.approx(MJD_UTC, abs=2e-11)
     assert result["ref"][1] == pytest.approx(HMJD_UTC, abs=ONE_MS_IN_DAYS)
     assert result["ref"][2] == pytest.approx(BMJD_TDB, abs=ONE_MS_IN_DAYS)

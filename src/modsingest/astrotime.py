@@ -3,28 +3,45 @@
 The telescope computers have no internet, and astropy's defaults assume one:
 it would try to download Earth-orientation (IERS) tables, and when it may not,
 it raises for any date more than 30 days past the predictions of the tables it
-has.  The incumbent then silently dropped HJD/BJD.  ``configure_offline`` turns
-every download off and lets astropy use the tables shipped in the installed
-``astropy-iers-data`` for ever: past their end UT1-UTC is held at its last
-prediction and polar motion at its 50-year mean, which moves HJD/BJD by about a
-microsecond at most.  That, and an expired leap-second table, are logged once
-per process; they are not a problem of any one file, so they do not go into
-file headers.
+has.  The incumbent then silently dropped HJD/BJD.
+
+Here the computation is ERFA's own (``pyerfa``, the library under astropy's
+time and coordinates), called directly: UTC to TAI/TT/TDB with the leap
+seconds of the installed ``astropy-iers-data``, then ``apco13`` for the
+observer's barycentric and heliocentric position (Earth from ERFA's built-in
+ephemeris ``epv00``, plus the site rotated into the celestial frame), and the
+light time along the target's direction, as astropy's ``light_travel_time``
+does.  Why not astropy's coordinate chain: it is two full frame-transform
+chains per file (28 ms), its warm state (the IERS tables and the transform
+graph) is about 60 MB that every worker process carries, and loading it took
+seconds at start.  What this gives up is UT1-UTC and polar motion from the
+IERS tables: they are taken as zero, which moves the observatory by at most
+~0.4 km along its daily circle, about 1.5 µs of light time (the tests hold the
+result to astropy's full IERS-based computation within 10 µs, and to an
+independent reference within 1 ms as processing.md asks).  So no IERS table is
+needed at all, and dates years past the installed tables work unchanged.
+
+``configure_offline`` still turns astropy's downloads off for anything else in
+the process, and loads the installed leap-second table into ERFA; an expired
+one is logged once per process (it is not a problem of any one file, so it
+does not go into file headers).
 
 The computing functions are pure: strings and a ``Site`` in, floats out.  They
-raise ``ValueError`` with a short reason for input they cannot use.  astropy
-and ERFA warn about extrapolation on every call (and a test run or a service
-that turns warnings into errors would then fail); those known warnings are
-silenced inside the calls, and only those.
+raise ``ValueError`` with a short reason for input they cannot use.  ERFA warns
+"dubious year" for dates past the leap-second table on every call (and a test
+run or a service that turns warnings into errors would then fail); that known
+warning is silenced inside the calls, and only it.
 
-Everything astropy holds globally (configuration, the loaded tables, the
-warning filters) is touched under one lock, so the module is also safe in a
-threaded caller (the service's workers are processes today).
+Everything astropy and ERFA hold globally (configuration, the leap-second
+table, the warning filters) is touched under one lock, so the module is also
+safe in a threaded caller (the service's workers are processes today).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 import time
 import warnings
@@ -34,10 +51,7 @@ from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Iterator
 
-import astropy.units as u
 import erfa
-from astropy.coordinates import EarthLocation, SkyCoord
-from astropy.time import Time
 from astropy.utils import data as astropy_data
 from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
@@ -55,7 +69,7 @@ __all__ = [
     "warn_if_leap_seconds_expired",
     "ra_degrees",
     "dec_degrees",
-    "earth_location",
+    "site_terms",
     "mjd_utc",
     "heliocentric_mjd_utc",
     "barycentric_mjd_tdb",
@@ -69,9 +83,10 @@ LATITUDE_RANGE = (-90.0, 90.0)
 WEST_LONGITUDE_RANGE = (-360.0, 360.0)
 ELEVATION_RANGE = (-500.0, 9000.0)
 
-# The ephemeris built into ERFA: needs no file and no download, and is good to
-# a few km for the Earth, i.e. ~10 µs of light time, far inside the 1 ms goal.
-_EPHEMERIS = "builtin"
+#: Metres in one astronomical unit, and the speed of light (IAU 2012, exact).
+AU_METRES = 149597870700.0
+LIGHT_M_PER_S = 299792458.0
+_LIGHT_DAYS_PER_AU = AU_METRES / LIGHT_M_PER_S / 86400.0
 
 # Warnings astropy and ERFA give for dates past the installed tables.  They
 # repeat on every call and say nothing the once-per-process log does not.
@@ -80,6 +95,9 @@ _EXPECTED_WARNINGS = (
     (AstropyWarning, r"Tried to get polar motions for times (after|before) IERS data is valid"),
     (iers.IERSStaleWarning, r""),
 )
+
+#: The only UTC form the step writes (DATE-OBS): 'YYYY-MM-DDThh:mm:ss[.fff]'.
+_ISO_UTC = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)")
 
 _LOCK = threading.RLock()
 _configured = False
@@ -181,17 +199,21 @@ def configure_offline() -> None:
         iers.conf.auto_download = False
         iers.conf.auto_max_age = None  # never refuse a date past the predictions
         astropy_data.conf.allow_internet = False  # any download attempt fails at once
+        from astropy.time import Time  # here: nothing else in this module needs it
+
         with _astropy_calls():
-            Time("2000-01-01T00:00:00", scale="utc").tai  # first conversion loads the leap seconds
+            # astropy's first UTC conversion loads astropy-iers-data's leap
+            # seconds into ERFA, which every computation below then uses
+            Time("2000-01-01T00:00:00", scale="utc").tai
         _configured = True
 
 
 def warm_up() -> float:
     """Do one complete HJD/BJD computation so the first real file is as fast as the rest.
 
-    Loading the IERS tables, ERFA's ephemeris and astropy's coordinate
-    machinery takes about two seconds the first time and milliseconds after.
-    Returns the seconds it took.
+    What remains to warm is small (astropy's leap-second table, ERFA's first
+    calls, tens of milliseconds); doing it at start keeps it off the first
+    file all the same.  Returns the seconds it took.
     """
     start = time.perf_counter()
     configure_offline()
@@ -257,19 +279,32 @@ def _sexagesimal(text: object) -> float:
     return headerval.degrees(text)
 
 
+@dataclass(frozen=True)
+class SiteTerms:
+    """What ERFA needs of a site, in its units (radians, metres, km)."""
+
+    east_longitude: float  # radians, east positive (ERFA's convention)
+    latitude: float  # radians, geodetic
+    height: float  # metres above the WGS84 ellipsoid
+    spin_axis_km: float  # distance from the Earth's spin axis (for TDB-TT)
+    equator_km: float  # distance north of the equatorial plane (for TDB-TT)
+
+
 @lru_cache(maxsize=32)
-def earth_location(site: Site) -> EarthLocation:
-    """The astropy location of ``site``, built once per site (never from a registry)."""
-    return EarthLocation.from_geodetic(
-        lon=-site.west_longitude * u.deg, lat=site.latitude * u.deg, height=site.elevation * u.m
-    )
+def site_terms(site: Site) -> SiteTerms:
+    """The ERFA terms of ``site``, computed once per site (never from a registry)."""
+    east = math.radians(-site.west_longitude)
+    lat = math.radians(site.latitude)
+    x, y, z = erfa.gd2gc(1, east, lat, site.elevation)  # 1 = WGS84
+    return SiteTerms(east, lat, site.elevation, math.hypot(x, y) / 1000.0, z / 1000.0)
 
 
 def mjd_utc(utc: str) -> float:
     """MJD (UTC) of an ISO ``'YYYY-MM-DDThh:mm:ss[.fff]'`` UTC instant."""
     configure_offline()
     with _astropy_calls():
-        return float(_utc_time(utc, None).mjd)
+        jd1, jd2 = _utc_jd(utc)
+    return _mjd(jd1, jd2)
 
 
 def heliocentric_mjd_utc(utc: str, ra: str, dec: str, site: Site) -> float:
@@ -286,48 +321,66 @@ def observation_mjds(utc: str, ra: str, dec: str, site: Site) -> ObservationMJDs
     """MJD (UTC), heliocentric MJD (UTC) and barycentric MJD (TDB) of one instant.
 
     One function for the three because they share the parsed time and the
-    observatory position; the step needs all of them for every file.
+    observatory position; the step needs all of them for every file.  The
+    light time is the observer's position (from the Sun's centre, or from the
+    barycentre) projected on the unit vector towards the ICRS target, over c:
+    the same model as astropy's ``Time.light_travel_time``.
     """
     configure_offline()
-    target = SkyCoord(ra=ra_degrees(ra) * u.deg, dec=dec_degrees(dec) * u.deg, frame="icrs")
-    location = earth_location(site)
+    towards = erfa.s2c(math.radians(ra_degrees(ra)), math.radians(dec_degrees(dec)))
+    terms = site_terms(site)
     warn_if_leap_seconds_expired()
     with _astropy_calls():
-        start = _utc_time(utc, location)
-        _note_if_past_iers(start)
-        helio = start.light_travel_time(target, "heliocentric", location=location, ephemeris=_EPHEMERIS)
-        bary = start.light_travel_time(target, "barycentric", location=location, ephemeris=_EPHEMERIS)
-        mjd = float(start.mjd)
-        return ObservationMJDs(
-            mjd_utc=mjd,
-            hmjd_utc=mjd + float(helio.to_value(u.day)),
-            bmjd_tdb=float((start.tdb + bary).mjd),
-        )
+        jd1, jd2 = _utc_jd(utc)
+        tdb1, tdb2 = _tdb(jd1, jd2, terms)
+        # UT1-UTC, polar motion and the refraction inputs are zero (see the module docstring)
+        astrom, _ = erfa.apco13(jd1, jd2, 0.0, terms.east_longitude, terms.latitude, terms.height,
+                                0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    from_sun = astrom["eh"] * astrom["em"]  # au: heliocentric unit vector times distance
+    from_barycentre = astrom["eb"]  # au
+    mjd = _mjd(jd1, jd2)
+    return ObservationMJDs(
+        mjd_utc=mjd,
+        hmjd_utc=mjd + _dot(from_sun, towards) * _LIGHT_DAYS_PER_AU,
+        bmjd_tdb=_mjd(tdb1, tdb2) + _dot(from_barycentre, towards) * _LIGHT_DAYS_PER_AU,
+    )
 
 
-def _utc_time(utc: str, location: EarthLocation | None) -> Time:
+def _dot(a, b) -> float:
+    return float(a[0] * b[0] + a[1] * b[1] + a[2] * b[2])
+
+
+def _mjd(jd1: float, jd2: float) -> float:
+    """MJD of a two-part JD; the whole-day part first, so no precision is lost."""
+    return float((jd1 - erfa.DJM0) + jd2)
+
+
+def _utc_jd(utc: str) -> tuple[float, float]:
+    """ERFA's two-part quasi-JD of a UTC instant (a leap second's 60.x s is allowed)."""
     if not isinstance(utc, str):
         raise ValueError("UTC instant is not a string")
+    m = _ISO_UTC.fullmatch(utc.strip())
+    if m is None:
+        raise ValueError(f"{utc!r} is not an ISO UTC date and time (YYYY-MM-DDThh:mm:ss.sss)")
+    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
     try:
-        return Time(utc.strip(), format="isot", scale="utc", location=location)
-    except ValueError as exc:
-        raise ValueError(f"{utc!r} is not an ISO UTC date and time") from exc
+        with warnings.catch_warnings():
+            # "time is after end of day" (a 60.x s outside a leap second) is an error here
+            warnings.filterwarnings("error", message=r".*time is after end of day",
+                                    category=erfa.ErfaWarning)
+            jd1, jd2 = erfa.dtf2d("UTC", year, month, day, hour, minute, float(m.group(6)))
+    except (ValueError, erfa.ErfaWarning) as exc:
+        raise ValueError(f"{utc!r} is not a valid UTC date and time ({exc})") from exc
+    return float(jd1), float(jd2)
 
 
-@lru_cache(maxsize=1)
-def _iers_end_mjd() -> float:
-    """The last day of the Earth-orientation table astropy uses."""
-    table = iers.earth_orientation_table.get()
-    return float(table["MJD"][-1].to_value(u.day))
-
-
-def _note_if_past_iers(start: Time) -> None:
-    end = _iers_end_mjd()
-    if start.mjd > end:
-        _once.warning(
-            "iers-past-end",
-            "observation dates are past the installed IERS Earth-orientation data (ends %s): "
-            "UT1-UTC is held at its last prediction and polar motion at its 50-year mean, "
-            "about 1 µs on HJD/BJD at most; a newer astropy-iers-data removes this note",
-            Time(end, format="mjd").to_value("iso", subfmt="date"),
-        )
+def _tdb(jd1: float, jd2: float, terms: SiteTerms) -> tuple[float, float]:
+    """TDB of a UTC quasi-JD at the site: UTC → TAI (leap seconds) → TT → TDB."""
+    tai1, tai2 = erfa.utctai(jd1, jd2)
+    tt1, tt2 = erfa.taitt(tai1, tai2)
+    # TDB-TT (at most 1.7 ms) needs the time of day and the site only roughly:
+    # UTC stands in for UT1, a 0.9 s difference that changes it by picoseconds.
+    day_fraction = ((jd1 - 0.5) % 1.0 + jd2) % 1.0
+    tdb_minus_tt = erfa.dtdb(tt1, tt2, day_fraction, terms.east_longitude,
+                             terms.spin_axis_km, terms.equator_km)
+    return float(tt1), float(tt2) + float(tdb_minus_tt) / 86400.0
