@@ -37,7 +37,8 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, every: 
 
 def write_config(root: Path, method: str, *, workers: int = 2, poll: float = 0.1,
                  rescan: float = 30.0, grace: float = 1.0, incomplete: float = 2.0,
-                 extra: str = "", level: str = "info") -> Path:
+                 extra: str = "", level: str = "info", settle: float | None = None,
+                 pass_on_close: bool | None = None) -> Path:
     """A layout under ``root`` (raw dirs for two channels) and its configuration."""
     for sub in [f"raw/{c}" for c in CHANNELS] + ["newdata", "processed", "state"]:
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,9 @@ def write_config(root: Path, method: str, *, workers: int = 2, poll: float = 0.1
         f"  rescan_interval: {rescan}\n"
         f"  conpars_grace: {grace}\n"
         f"  incomplete_timeout: {incomplete}\n"
-        f"workers: {workers}\n"
+        + (f"  settle: {settle}\n" if settle is not None else "")
+        + (f"  pass_on_close: {'yes' if pass_on_close else 'no'}\n" if pass_on_close is not None else "")
+        + f"workers: {workers}\n"
         "log:\n"
         "  level: " + level + "\n" + extra
     )

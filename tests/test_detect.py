@@ -108,7 +108,7 @@ def test_inotify_close_after_write(raw, detector_factory):
         fh.flush()
         # writing (IN_MODIFY) is not an event we asked the kernel for
         assert hints.drain(0.3) == []
-    assert hints.wait_for(path) == D.EVENT
+    assert hints.wait_for(path) == D.CLOSED  # the writer is done: the gate's fast path
 
 
 def test_inotify_moved_in_and_attribute_change(raw, tmp_path, detector_factory):
@@ -117,9 +117,16 @@ def test_inotify_moved_in_and_attribute_change(raw, tmp_path, detector_factory):
     det, hints = detector_factory()
     moved = raw / "mods1b.20260102.0002.fits"
     os.rename(outside, moved)
+    # moved in: not a writer's close, so the gate waits for a stable fingerprint
     assert hints.wait_for(moved) == D.EVENT
+    within = raw / ".mods1b.20260102.0003.fits.tmp"  # astropy's second pass: a rename within
+    within.write_bytes(b"y")
     hints.drain()
-    os.utime(moved, (1, 1))  # replay by os.utime: only IN_ATTRIB
+    final = raw / "mods1b.20260102.0003.fits"
+    os.rename(within, final)
+    assert hints.wait_for(final) == D.EVENT
+    hints.drain()
+    os.utime(moved, (1, 1))  # replay by os.utime: only IN_ATTRIB, not a writer done
     assert hints.wait_for(moved) == D.EVENT
     hints.drain()
     subprocess.run(["touch", "-c", str(moved)], check=True)
@@ -156,7 +163,7 @@ def test_dead_observer_is_noticed_and_restarted(raw, detector_factory):
     assert det._observer.healthy(1)
     path = raw / "mods1b.20260102.0004.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
 
 
 def test_dead_emitter_is_noticed_and_restarted(raw, detector_factory):
@@ -168,7 +175,7 @@ def test_dead_emitter_is_noticed_and_restarted(raw, detector_factory):
     assert det.observer_restarts == 1
     path = raw / "mods1b.20260102.0005.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
 
 
 def test_watch_comes_back_when_a_directory_reappears(raw, detector_factory, caplog):
@@ -185,7 +192,7 @@ def test_watch_comes_back_when_a_directory_reappears(raw, detector_factory, capl
     assert det.check() == []
     path = raw / "mods1b.20260102.0006.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.EVENT) == D.EVENT
+    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
 
 
 def test_periodic_rescan_in_inotify_mode_finds_unseen_files(raw, detector_factory):

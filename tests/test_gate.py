@@ -27,7 +27,7 @@ class Clock:
 class Harness:
     """A gate with a fake clock and a scripted file."""
 
-    def __init__(self, settled=()):
+    def __init__(self, settled=(), final_sources=frozenset()):
         self.clock = Clock()
         self.file: G.Look | None = None
         self.looks = 0
@@ -36,7 +36,7 @@ class Harness:
         self.settled = set(settled)
         self.gate = G.Gate(
             poll_interval=POLL, conpars_grace=GRACE, incomplete_timeout=TIMEOUT,
-            is_settled=lambda p, fp: fp in self.settled,
+            final_sources=final_sources, is_settled=lambda p, fp: fp in self.settled,
             on_ready=lambda c, fp, conpars: self.ready.append((fp, conpars)),
             on_incomplete=lambda c, fp, why: self.incomplete.append((fp, why)),
             look=self._look, clock=self.clock, wall=lambda: 5.0,
@@ -70,6 +70,60 @@ def test_complete_file_passes_after_two_looks_a_poll_interval_apart():
     h.run_for(0.2)
     assert h.ready == [(FP, True)]
     assert "/r/a.fits" not in h.gate.candidates
+
+
+def test_a_close_of_a_complete_file_with_conpars_passes_on_that_look():
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    assert h.ready == [(FP, True)] and h.looks == 1
+
+
+def test_a_close_without_conpars_still_waits_for_the_second_pass():
+    """azcam's first pass ends in a close too: it must not pass without CONPARS."""
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "closed")
+    h.run_for(GRACE - 0.5)
+    assert h.ready == []
+    h.file = complete(FP_B, conpars=True)  # the second pass renames the full file in place
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    assert h.ready == [(FP_B, True)]
+
+
+def test_a_close_of_an_incomplete_file_does_not_pass_it_later():
+    """The close flag answers one look only: a later complete look must be stable first."""
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = G.Look(None, False, False, "IM3 data cut short")
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "poll")
+    h.gate.run_due()
+    assert h.ready == []
+    h.run_for(POLL + 0.1)
+    assert h.ready == [(FP, True)]
+
+
+@pytest.mark.parametrize("source", ["event", "poll", "rescan", "udp"])
+def test_only_a_writer_done_hint_takes_the_fast_path(source):
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = complete()
+    h.gate.hint("/r/a.fits", source)
+    h.gate.run_due()
+    assert h.ready == []
+
+
+def test_without_final_sources_a_close_waits_like_any_hint():
+    h = Harness()  # watch.pass_on_close: no
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    assert h.ready == []
+    h.run_for(POLL + 0.1)
+    assert h.ready == [(FP, True)]
 
 
 def test_a_changing_file_never_passes():

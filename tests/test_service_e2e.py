@@ -74,6 +74,24 @@ def test_two_pass_write_is_delivered_once_with_conpars(agent_factory, method):
     assert agent.stop() < 30
 
 
+@pytest.mark.parametrize("pass_on_close", [True, False])
+def test_inotify_passes_a_closed_complete_file_without_waiting_for_settle(agent_factory, pass_on_close):
+    """watch.pass_on_close: azcam's final close is enough; off, the settle time is waited."""
+    settle = 3.0
+    agent = agent_factory("inotify", settle=settle, pass_on_close=pass_on_close).start()
+    path = simulate.write(spec(), agent.raw["mods1b"], two_pass=True, pause=0.2)
+    written = time.time()
+    (row,) = agent.wait_delivered(1, timeout=60)
+    waited = row.queued_at - written
+    if pass_on_close:
+        assert waited < settle / 2, waited
+    else:
+        assert waited >= settle - 0.1, waited
+    assert row.conpars is True
+    assert [r.path for r in agent.delivered_rows()] == [str(path)]  # once, not per pass
+    assert agent.stop() < 30
+
+
 @pytest.mark.parametrize("method", MODES)
 def test_burst_of_40_delivered_exactly_once(agent_factory, method):
     agent = agent_factory(method).start()

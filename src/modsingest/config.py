@@ -37,6 +37,7 @@ class WatchSettings:
     method: str = "inotify"  # inotify | poll
     poll_interval: float = 1.0  # seconds between poll scans of the raw directories
     settle: float = 0.05  # a complete file's fingerprint must hold this long before processing
+    pass_on_close: bool = True  # inotify: a writer's close of a complete file with CONPARS is final
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
     incomplete_timeout: float = 300.0  # report a file that stays incomplete this long
@@ -174,6 +175,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "method": _choice("inotify", "poll"),
         "poll_interval": _positive_float,
         "settle": _positive_float,
+        "pass_on_close": parse_bool,
         "rescan_interval": _positive_float,
         "conpars_grace": lambda v: float(v) if float(v) >= 0 else _positive_float(v),
         "incomplete_timeout": _positive_float,

@@ -40,10 +40,17 @@ from .ledger import Fingerprint, name_night, observing_night
 
 log = logging.getLogger("modsingest.detect")
 
-#: hint sources
-EVENT, POLL, RESCAN, STARTUP, RECOVERY, UDP, REPLAY = (
-    "event", "poll", "rescan", "startup", "recovery", "udp", "replay",
+#: hint sources.  CLOSED: inotify saw a writer close the file (IN_CLOSE_WRITE:
+#: that writer is done with it); EVENT: any other inotify event (moved in,
+#: attributes changed).
+EVENT, CLOSED, POLL, RESCAN, STARTUP, RECOVERY, UDP, REPLAY = (
+    "event", "closed", "poll", "rescan", "startup", "recovery", "udp", "replay",
 )
+#: watchdog's event type for IN_CLOSE_WRITE.  Not IN_MOVED_TO: astropy's
+#: second pass renames its temporary file over the final name, then copies the
+#: old file's mode onto it (IN_ATTRIB, a new ctime) and only then re-opens and
+#: closes it: the close is the writer's last act, the rename is not.
+_WRITER_DONE = frozenset({"closed"})
 
 Emit = Callable[[str, str], None]
 
@@ -128,7 +135,7 @@ class _Hinter(FileSystemEventHandler):
             return
         path = os.fsdecode(event.dest_path or event.src_path)
         if is_candidate(os.path.basename(path)):
-            self._emit(path, EVENT)
+            self._emit(path, CLOSED if event.event_type in _WRITER_DONE else EVENT)
 
 
 # --------------------------------------------------------------------------- scanning
@@ -423,7 +430,7 @@ class Blindness:
             self.method == "inotify"
             and self.blind_since is None
             and sources
-            and not sources & {EVENT, STARTUP, REPLAY, RECOVERY}
+            and not sources & {EVENT, CLOSED, STARTUP, REPLAY, RECOVERY}
         ):
             self.blind_since = time.time()
             self.blind_example = path

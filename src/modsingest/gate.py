@@ -8,7 +8,12 @@ each point at a file that is still being written.  So a path only passes when
 1. ``fitscheck`` finds the FITS structure complete (headers end, data sizes add up),
 2. its fingerprint (size, mtime, ctime, inode) is the same on two looks at least
    ``watch.settle`` apart, measured on this host's monotonic clock (the writer's
-   clock and ours need not agree), and
+   clock and ours need not agree); or, when inotify saw a writer close the
+   file (IN_CLOSE_WRITE) since the last look and the file is complete *with*
+   CONPARS, that one look (``watch.pass_on_close``): CONPARS is the last thing
+   azcam writes and closing the file is its last act, so waiting longer only
+   delays observers.  Should anything change the file again, its new
+   fingerprint brings it back and the ledger has it processed again; and
 3. CONPARS is there, or the file has been complete without it for
    ``watch.conpars_grace`` seconds (then it is processed without it; the core
    writes an empty table and a warning).
@@ -102,6 +107,7 @@ class Candidate:
     problem: str | None = None
     gone_since: float | None = None  # the name was missing at the last looks
     next_look: float = 0.0
+    closed: bool = False  # a writer-done hint (``final_sources``) came since the last look
 
     @property
     def waiting_for_conpars(self) -> bool:
@@ -123,6 +129,7 @@ class Gate:
         poll_interval: float,
         conpars_grace: float,
         settle: float | None = None,
+        final_sources: frozenset[str] = frozenset(),
         incomplete_timeout: float,
         is_settled: Callable[[str, Fingerprint], bool],
         on_ready: ReadyCallback,
@@ -137,6 +144,10 @@ class Gate:
         #: observers wait on every tenth of a second; polling is about how often
         #: directories are listed, which costs NFS round trips.
         self.settle = poll_interval if settle is None else settle
+        #: Hint sources that say the writer is done with the file (inotify's
+        #: close-after-write and moved-in): a complete file with CONPARS then
+        #: passes on one look.  Empty: every file waits for ``settle``.
+        self.final_sources = final_sources
         self.conpars_grace = conpars_grace
         self.incomplete_timeout = incomplete_timeout
         self._is_settled = is_settled
@@ -154,6 +165,7 @@ class Gate:
         if c is None:
             c = self.candidates[path] = Candidate(path, now, self._wall(), next_look=now)
         c.sources.add(source)
+        c.closed = c.closed or source in self.final_sources
         c.force = c.force or force
         c.next_look = min(c.next_look, now)
 
@@ -177,6 +189,7 @@ class Gate:
         self.candidates.pop(c.path, None)
 
     def _judge(self, c: Candidate) -> None:
+        closed, c.closed = c.closed, False  # this look answers the hints before it
         seen = self._look(c.path)
         now = self._clock()
         if seen is None:
@@ -217,7 +230,7 @@ class Gate:
         assert fp is not None
         if seen.has_conpars:
             c.waiting_since = None
-            if stable:
+            if stable or closed:
                 self._drop(c)
                 self._on_ready(c, fp, True)
             return

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import __version__
 from .config import Settings
-from .detect import REPLAY, UDP, Blindness, Detector
+from .detect import CLOSED, REPLAY, UDP, Blindness, Detector
 from .dispatch import Dispatcher
 from .gate import Candidate, Gate, GateLoop
 from .ledger import AlreadyRunning, Fingerprint, Ledger, channel_of, lock_service
@@ -218,6 +218,7 @@ class Service:
         gate = Gate(
             poll_interval=s.watch.poll_interval,
             settle=s.watch.settle,
+            final_sources=frozenset({CLOSED}) if s.watch.pass_on_close else frozenset(),
             conpars_grace=s.watch.conpars_grace,
             incomplete_timeout=s.watch.incomplete_timeout,
             is_settled=ledger.is_settled,
