@@ -72,12 +72,38 @@ def test_complete_file_passes_after_two_looks_a_poll_interval_apart():
     assert "/r/a.fits" not in h.gate.candidates
 
 
-def test_a_close_of_a_complete_file_with_conpars_passes_on_that_look():
+def test_a_close_of_a_complete_file_with_conpars_passes_on_the_next_quick_look():
     h = Harness(final_sources=frozenset({"closed"}))
     h.file = complete()
     h.gate.hint("/r/a.fits", "closed")
     h.gate.run_due()
-    assert h.ready == [(FP, True)] and h.looks == 1
+    assert h.ready == [] and h.looks == 1
+    h.run_for(G.CLOSE_RELOOK, step=0.001)
+    assert h.ready == [(FP, True)] and h.looks == 2  # long before the settle time
+
+
+def test_a_close_between_two_looks_at_the_same_content_passes_at_once():
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = complete()
+    h.gate.hint("/r/a.fits", "event")  # moved in: looked at, not passed
+    h.gate.run_due()
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    assert h.ready == [(FP, True)] and h.looks == 2
+
+
+def test_a_late_close_does_not_pass_content_that_changes_right_after():
+    """astropy's second pass: rename into place, then a mode change (new ctime), then the close."""
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.file = complete(FP)  # renamed into place, mode not yet copied
+    h.gate.hint("/r/a.fits", "closed")  # the old file's close, reported late
+    h.gate.run_due()
+    h.file = complete(FP_B)  # the mode change: a new fingerprint
+    h.run_for(G.CLOSE_RELOOK, step=0.001)
+    assert h.ready == []  # FP was never delivered
+    h.gate.hint("/r/a.fits", "closed")  # the final close
+    h.gate.run_due()
+    assert h.ready == [(FP_B, True)]
 
 
 def test_a_close_without_conpars_still_waits_for_the_second_pass():
@@ -89,7 +115,7 @@ def test_a_close_without_conpars_still_waits_for_the_second_pass():
     assert h.ready == []
     h.file = complete(FP_B, conpars=True)  # the second pass renames the full file in place
     h.gate.hint("/r/a.fits", "closed")
-    h.gate.run_due()
+    h.run_for(G.CLOSE_RELOOK, step=0.001)
     assert h.ready == [(FP_B, True)]
 
 
@@ -112,7 +138,7 @@ def test_only_a_writer_done_hint_takes_the_fast_path(source):
     h = Harness(final_sources=frozenset({"closed"}))
     h.file = complete()
     h.gate.hint("/r/a.fits", source)
-    h.gate.run_due()
+    h.run_for(2 * G.CLOSE_RELOOK, step=0.001)
     assert h.ready == []
 
 
@@ -120,7 +146,7 @@ def test_without_final_sources_a_close_waits_like_any_hint():
     h = Harness()  # watch.pass_on_close: no
     h.file = complete()
     h.gate.hint("/r/a.fits", "closed")
-    h.gate.run_due()
+    h.run_for(2 * G.CLOSE_RELOOK, step=0.001)
     assert h.ready == []
     h.run_for(POLL + 0.1)
     assert h.ready == [(FP, True)]

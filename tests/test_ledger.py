@@ -205,6 +205,18 @@ def test_incomplete_is_reported_and_settled(ledger):
     assert not ledger.row(rid).current
 
 
+def test_a_new_ctime_alone_is_not_new_content(ledger):
+    """chmod/chown (and astropy's mode copy after its rename) change only ctime."""
+    rid = queue(ledger, fp=FP1)
+    ledger.claim(set(), 1)
+    deliver(ledger, rid)
+    size, mtime, ctime, inode = FP1
+    assert ledger.is_settled(RAW, Fingerprint(size, mtime, ctime + 5, inode))
+    assert not ledger.is_settled(RAW, Fingerprint(size, mtime + 5, ctime + 5, inode))  # a touch
+    assert not ledger.is_settled(RAW, Fingerprint(size, mtime, ctime, inode + 1))  # a new file
+    assert not ledger.is_settled(RAW + ".other", FP1)
+
+
 def test_delivered_records_outputs_warnings_and_latency(ledger):
     clock = iter([150.0, 151.0, 152.5])
     led = ledger

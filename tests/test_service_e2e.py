@@ -89,6 +89,9 @@ def test_inotify_passes_a_closed_complete_file_without_waiting_for_settle(agent_
         assert waited >= settle - 0.1, waited
     assert row.conpars is True
     assert [r.path for r in agent.delivered_rows()] == [str(path)]  # once, not per pass
+    os.chmod(path, 0o600)  # an admin fixing permissions: metadata, not new content
+    time.sleep(1.0)
+    assert [r.path for r in agent.delivered_rows()] == [str(path)]
     assert agent.stop() < 30
 
 

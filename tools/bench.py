@@ -139,6 +139,41 @@ def settle() -> None:
     os.sync()
 
 
+def mem_available() -> int:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def prefault_memory(gb: float, keep_free: int = 3 << 30) -> tuple[float, float]:
+    """Touch up to ``gb`` GiB of anonymous memory once, then free it; (GiB touched, seconds).
+
+    Why: on a virtual machine whose memory the hypervisor backs lazily, the
+    first time the guest touches a page costs a fault in the host (measured
+    here: about 2 s per GiB, charged as kernel time of whoever touched it).
+    Every new page-cache page of an output is such a page until the guest has
+    used all its memory once, so early in a run writing looked up to ten times
+    more expensive than later, and whichever alternative ran then paid for it.
+    Touched once, the pages stay backed and return to the kernel's free lists,
+    where the page cache finds them.  A telescope computer that has run for a
+    day is in that state.  MemAvailable minus ``keep_free`` caps the amount.
+    """
+    import numpy as _np
+
+    chunk = 256 << 20
+    limit = min(int(gb * (1 << 30)), max(0, mem_available() - keep_free))
+    held = []
+    t0 = time.perf_counter()
+    try:
+        while len(held) * chunk < limit:
+            held.append(_np.ones(chunk, dtype=_np.uint8))  # ones: every page written
+    finally:
+        touched = len(held) * chunk / (1 << 30)
+        del held
+    return touched, time.perf_counter() - t0
+
+
 def unlink_quiet(*paths: Path) -> None:
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
@@ -735,6 +770,11 @@ class Bench:
     def setup(self) -> None:
         a = self.args
         self.work.mkdir(parents=True)
+        if a.prefault_gb > 0:
+            touched, seconds = prefault_memory(a.prefault_gb)
+            self.r.facts["prefault"] = {"gib": touched, "seconds": seconds}
+            log(f"touched {touched:.1f} GiB of memory once in {seconds:.1f} s "
+                "(see prefault_memory)")
         self.r.facts["machine"] = machine_description(self.work)
         self.r.facts["parameters"] = {
             "reps_full": a.reps, "reps_3k": a.reps_3k, "night_files": a.night_files,
@@ -868,6 +908,26 @@ class Bench:
             self.r.s(f"{key}_{part}", f"  {what}").add(got.get(part))
         return got
 
+    def run_fresh_first(self) -> None:
+        """A service started afresh, its first file, stopped: one sample of "first file".
+
+        One first file per run would be a single sample of a disk whose speed
+        varies by tens of percent from one file to the next; a fresh service in
+        every repetition gives as many samples as the warm files have.
+        """
+        self.seq_fresh = getattr(self, "seq_fresh", 0) + 1
+        lay = Layout.make(self.work / f"svc-fresh-{self.seq_fresh}", method="inotify", workers=1,
+                          poll_interval=self.args.poll_interval, settle=self.args.settle)
+        svc = ServiceProcess(lay, f"fresh-{self.seq_fresh}")
+        self.services.append(svc)
+        try:
+            svc.start()
+            self.run_agent(svc, "first_full", "first file after start (full, main)", "full")
+        finally:
+            svc.stop()
+            self.services.remove(svc)
+            shutil.rmtree(lay.root, ignore_errors=True)
+
     def rotate(self, reps: int, alternatives: list[tuple[str, Callable[[], Any]]]) -> None:
         """Each repetition runs every alternative once, the order rotated by one each time."""
         for rep in range(reps):
@@ -929,6 +989,7 @@ class Bench:
         if self.other is not None:
             alts.insert(3, ("baseline tree", lambda: self.run_other("full")))
         if "main" in svcs:
+            alts.append(("fresh service's first file", self.run_fresh_first))
             alts.insert(1, ("agent", lambda: self.run_agent(
                 svcs["main"], "agent_full",
                 f"agent latency, warm, inotify, settle {self.r.facts['settle_main']:g} s (full)",
@@ -1277,11 +1338,11 @@ class Report:
                     f.get("pss_peak_total_mb"), "{:.0f}")
         self.info("rss_total", "  sum of the processes' peak RSS (shared pages twice)",
                   f.get("rss_total_mb"), "{:.0f}")
-        first = (f.get("first_file") or {}).get("latency")
+        first = r.med("first_full")
         rest = r.med("agent_full")
         self.target("first_vs_rest", "first file after start / median of the rest (latency)",
                     first / rest if first and rest else None, "{:.2f}x")
-        fp, rp = (f.get("first_file") or {}).get("process"), r.med("agent_full_process")
+        fp, rp = r.med("first_full_process"), r.med("agent_full_process")
         self.info("first_vs_rest_process", "  same, worker processing time only",
                   fp / rp if fp and rp else None, "{:.2f}x")
         self.target("replay_scaling", "replay throughput, 2 workers / 1 (processing span)",
@@ -1414,12 +1475,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-src", metavar="DIR",
                    help="also time a warm Pipeline.process from another source tree (a copy of "
                         "src/ from before a change), in the same rotation")
+    p.add_argument("--prefault-gb", type=float, default=16.0,
+                   help="touch this much memory once before measuring (default 16 GiB, capped "
+                        "by what is available; 0: off); see prefault_memory")
     p.add_argument("--workdir", default=str(REPO / "bench-out"),
                    help="where the scratch directory is made (default bench-out/ in the repo)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument("--json", metavar="FILE", help="also write every sample and the table as JSON")
     args = p.parse_args(argv)
-    defaults = dict(reps=(2, 5), reps_3k=(3, 6), night_files=(20, 100), replay_rounds=(1, 2),
+    defaults = dict(reps=(3, 5), reps_3k=(3, 6), night_files=(30, 100), replay_rounds=(2, 2),
                     idle_seconds=(5.0, 10.0))
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:

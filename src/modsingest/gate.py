@@ -8,12 +8,17 @@ each point at a file that is still being written.  So a path only passes when
 1. ``fitscheck`` finds the FITS structure complete (headers end, data sizes add up),
 2. its fingerprint (size, mtime, ctime, inode) is the same on two looks at least
    ``watch.settle`` apart, measured on this host's monotonic clock (the writer's
-   clock and ours need not agree); or, when inotify saw a writer close the
-   file (IN_CLOSE_WRITE) since the last look and the file is complete *with*
-   CONPARS, that one look (``watch.pass_on_close``): CONPARS is the last thing
-   azcam writes and closing the file is its last act, so waiting longer only
-   delays observers.  Should anything change the file again, its new
-   fingerprint brings it back and the ledger has it processed again; and
+   clock and ours need not agree); or, in inotify mode, when a writer's close
+   of the file (IN_CLOSE_WRITE) was reported and the content is then the same
+   on two looks ``CLOSE_RELOOK`` apart (``watch.pass_on_close``): CONPARS is
+   the last thing azcam writes and its close is its last act, so waiting the
+   whole settle time only delays observers.  The second look is there because
+   astropy's second pass closes the old file, renames the new one into place,
+   changes its mode (a new ctime) and only then opens and closes it: a close
+   reported late must not pass the file between the rename and the mode
+   change.  Content that changes after a close needs a close of its own.
+   Should anything change the file again later, its new fingerprint brings it
+   back and the ledger has it processed again; and
 3. CONPARS is there, or the file has been complete without it for
    ``watch.conpars_grace`` seconds (then it is processed without it; the core
    writes an empty table and a warning).
@@ -42,6 +47,10 @@ from . import fitscheck
 from .ledger import Fingerprint
 
 log = logging.getLogger("modsingest.gate")
+
+#: After a writer's close, look again this soon (not ``settle`` later): a
+#: second look at the same content with the close between them passes it.
+CLOSE_RELOOK = 0.005
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class Candidate:
     gone_since: float | None = None  # the name was missing at the last looks
     next_look: float = 0.0
     closed: bool = False  # a writer-done hint (``final_sources``) came since the last look
+    close_pending: bool = False  # a close was seen; the next look at the same content passes
 
     @property
     def waiting_for_conpars(self) -> bool:
@@ -210,12 +220,15 @@ class Gate:
             return
         if fp is None or fp != c.fp:
             c.fp, c.fp_since, c.looks = fp, now, 1
+            c.close_pending = False  # new content: only a close after it counts
         else:
             c.looks += 1
         stable = fp is not None and c.looks >= 2 and now - c.fp_since >= self.settle
         # a complete file is looked at again after the settle time, one being written later
         c.next_look = now + (self.settle if seen.complete else self.poll_interval)
 
+        if not seen.complete or not seen.has_conpars:
+            c.close_pending = False  # a close of an unfinished file says nothing of the final one
         if not seen.complete:
             c.waiting_since = None
             c.problem = seen.problem
@@ -230,9 +243,13 @@ class Gate:
         assert fp is not None
         if seen.has_conpars:
             c.waiting_since = None
-            if stable or closed:
+            after_close = closed or c.close_pending
+            if stable or (after_close and c.looks >= 2):
                 self._drop(c)
                 self._on_ready(c, fp, True)
+            elif after_close:  # first look at this content since a close: once more, soon
+                c.close_pending = True
+                c.next_look = min(c.next_look, now + min(self.settle, CLOSE_RELOOK))
             return
         if c.waiting_since is None:
             c.waiting_since = now

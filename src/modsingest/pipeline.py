@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import frame as frame_mod
-from . import publish, writer
+from . import fitsconf, publish, writer
 from .config import Settings, check_steps_known
 from .steps import BROKEN, StepContext, discover, run_steps
 
@@ -59,6 +59,7 @@ class Pipeline:
         self.registry = discover() if registry is None else registry
         check_steps_known(settings, set(self.registry) | set(BROKEN))
         self.step_names = settings.enabled_steps
+        fitsconf.freeze()
         if warm:
             self.warm_up()
 
