@@ -133,7 +133,7 @@ def test_a_close_of_an_incomplete_file_does_not_pass_it_later():
     assert h.ready == [(FP, True)]
 
 
-@pytest.mark.parametrize("source", ["event", "poll", "rescan", "udp"])
+@pytest.mark.parametrize("source", ["event", "poll", "rescan", "startup"])
 def test_only_a_writer_done_hint_takes_the_fast_path(source):
     h = Harness(final_sources=frozenset({"closed"}))
     h.file = complete()

@@ -36,6 +36,28 @@ def test_delivers_to_both_places_with_modes_and_pointer(layout):
     assert leftovers == []
 
 
+def test_only_the_processed_copy_leaves_the_page_cache_after_its_fsync(layout, monkeypatch):
+    """The archive copy is not read soon; the newdata copy is opened by observers at once."""
+    events = []
+    real_fsync, real_advise = os.fsync, os.posix_fadvise
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd)), real_fsync(fd))[1])
+
+    def advise(fd, offset, length, advice):
+        events.append(("advise", fd, os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice))
+        return real_advise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    d = deliver(layout, "mods1b.20260102.0002.fits", header())
+    advised = [e for e in events if e[0] == "advise"]
+    assert len(advised) == 1
+    _, fd, target, offset, length, advice = advised[0]
+    assert "/processed/20260102/" in target and publish.TEMP_MARK in target
+    assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
+    assert events.index(("fsync", fd)) < events.index(advised[0])  # durable first
+    assert (layout["processed"] / "20260102" / d.name).read_bytes() == (
+        layout["newdata"] / d.name).read_bytes()
+
+
 def test_same_exposure_again_replaces(layout):
     deliver(layout, "mods1b.20260102.0002.fits", header())
     d = deliver(layout, "mods1b.20260102.0002.fits", header())

@@ -256,6 +256,23 @@ def test_udp_duplicate_proc_is_ignored(agent_factory):
     assert agent.stop() < 30
 
 
+def test_udp_proc_passes_a_complete_file_without_waiting_for_settle(agent_factory):
+    """azcam-mods sends "proc" after both passes: a writer-done signal, like inotify's close."""
+    settle = 3.0
+    agent = agent_factory(
+        "poll", poll=5.0, settle=settle, extra="udp:\n  enabled: true\n  host: 127.0.0.1\n  port: 0\n"
+    ).start()
+    port = int(re.search(r"udp: listening on 127\.0\.0\.1:(\d+)", agent.log_text()).group(1))
+    path = simulate.write(spec(), agent.raw["mods1b"], two_pass=True, pause=0.2)
+    sent = time.time()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(f"proc /home/data/{path.name}".encode(), ("127.0.0.1", port))
+    (row,) = agent.wait_delivered(1, timeout=60)
+    assert row.queued_at - sent < settle / 2, row.queued_at - sent
+    assert [r.path for r in agent.delivered_rows()] == [str(path)]
+    assert agent.stop() < 30
+
+
 def test_sigterm_with_work_queued_then_restart_finishes_it(agent_factory):
     """SIGTERM with work queued: exits in time; nothing is lost or half-published.
 

@@ -139,41 +139,6 @@ def settle() -> None:
     os.sync()
 
 
-def mem_available() -> int:
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def prefault_memory(gb: float, keep_free: int = 3 << 30) -> tuple[float, float]:
-    """Touch up to ``gb`` GiB of anonymous memory once, then free it; (GiB touched, seconds).
-
-    Why: on a virtual machine whose memory the hypervisor backs lazily, the
-    first time the guest touches a page costs a fault in the host (measured
-    here: about 2 s per GiB, charged as kernel time of whoever touched it).
-    Every new page-cache page of an output is such a page until the guest has
-    used all its memory once, so early in a run writing looked up to ten times
-    more expensive than later, and whichever alternative ran then paid for it.
-    Touched once, the pages stay backed and return to the kernel's free lists,
-    where the page cache finds them.  A telescope computer that has run for a
-    day is in that state.  MemAvailable minus ``keep_free`` caps the amount.
-    """
-    import numpy as _np
-
-    chunk = 256 << 20
-    limit = min(int(gb * (1 << 30)), max(0, mem_available() - keep_free))
-    held = []
-    t0 = time.perf_counter()
-    try:
-        while len(held) * chunk < limit:
-            held.append(_np.ones(chunk, dtype=_np.uint8))  # ones: every page written
-    finally:
-        touched = len(held) * chunk / (1 << 30)
-        del held
-    return touched, time.perf_counter() - t0
-
-
 def unlink_quiet(*paths: Path) -> None:
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
@@ -241,6 +206,27 @@ def fmt_s(v: float | None) -> str:
 
 
 # =========================================================================== machine
+def free_page_reporting() -> bool | None:
+    """Whether a virtio balloon hands the guest's free memory back to the host.
+
+    Why it matters: with free page reporting, memory the guest freed a few
+    seconds ago is unmapped by the hypervisor, and touching it again costs a
+    host fault (measured on the development VM: about 2 s per GiB, charged as
+    kernel time of whoever touches it).  Every new page-cache page of an
+    output can be such a page, so the cost of writing a file there depends on
+    how recently memory was freed: noise that no real telescope computer has.
+    None when there is no balloon device to ask.
+    """
+    found = None
+    for dev in Path("/sys/bus/virtio/devices").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            if int((dev / "device").read_text(), 16) != 5:  # 5: memory balloon
+                continue
+            features = (dev / "features").read_text().strip()
+            found = len(features) > 5 and features[5] == "1"  # VIRTIO_BALLOON_F_REPORTING
+    return found
+
+
 def machine_description(workdir: Path) -> dict[str, Any]:
     """What the numbers were measured on: they mean nothing without it."""
     model = "?"
@@ -274,6 +260,7 @@ def machine_description(workdir: Path) -> dict[str, Any]:
         "numpy": np.__version__, "astropy": astropy.__version__,
         "modsingest": modsingest.__version__, "commit": commit,
         "loadavg_start": os.getloadavg(),
+        "free_page_reporting": free_page_reporting(),
     }
 
 
@@ -770,11 +757,6 @@ class Bench:
     def setup(self) -> None:
         a = self.args
         self.work.mkdir(parents=True)
-        if a.prefault_gb > 0:
-            touched, seconds = prefault_memory(a.prefault_gb)
-            self.r.facts["prefault"] = {"gib": touched, "seconds": seconds}
-            log(f"touched {touched:.1f} GiB of memory once in {seconds:.1f} s "
-                "(see prefault_memory)")
         self.r.facts["machine"] = machine_description(self.work)
         self.r.facts["parameters"] = {
             "reps_full": a.reps, "reps_3k": a.reps_3k, "night_files": a.night_files,
@@ -1379,6 +1361,9 @@ class Report:
                   f"{m.get('astropy')}, modsingest {m.get('modsingest')} ({m.get('commit')})", file=out)
             print(f"load average at start {_load(m.get('loadavg_start'))}, at end "
                   f"{_load(m.get('loadavg_end'))}", file=out)
+            if m.get("free_page_reporting"):
+                print("virtio balloon with free page reporting: memory freed a few seconds ago "
+                      "costs a host fault when touched again (noise in every write)", file=out)
         if p:
             print(f"repetitions: {p.get('reps_full')} full frame, {p.get('reps_3k')} 3k; replay night "
                   f"of {f.get('replay_files', p.get('night_files'))} files x {p.get('replay_rounds')} "
@@ -1475,9 +1460,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-src", metavar="DIR",
                    help="also time a warm Pipeline.process from another source tree (a copy of "
                         "src/ from before a change), in the same rotation")
-    p.add_argument("--prefault-gb", type=float, default=16.0,
-                   help="touch this much memory once before measuring (default 16 GiB, capped "
-                        "by what is available; 0: off); see prefault_memory")
     p.add_argument("--workdir", default=str(REPO / "bench-out"),
                    help="where the scratch directory is made (default bench-out/ in the repo)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")

@@ -37,7 +37,7 @@ class WatchSettings:
     method: str = "inotify"  # inotify | poll
     poll_interval: float = 1.0  # seconds between poll scans of the raw directories
     settle: float = 0.05  # a complete file's fingerprint must hold this long before processing
-    pass_on_close: bool = True  # inotify: a writer's close of a complete file with CONPARS is final
+    pass_on_close: bool = True  # a writer's close (inotify) or azcam's "proc" (UDP) of a complete file with CONPARS is final
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
     incomplete_timeout: float = 300.0  # report a file that stays incomplete this long

@@ -8,8 +8,9 @@ each point at a file that is still being written.  So a path only passes when
 1. ``fitscheck`` finds the FITS structure complete (headers end, data sizes add up),
 2. its fingerprint (size, mtime, ctime, inode) is the same on two looks at least
    ``watch.settle`` apart, measured on this host's monotonic clock (the writer's
-   clock and ours need not agree); or, in inotify mode, when a writer's close
-   of the file (IN_CLOSE_WRITE) was reported and the content is then the same
+   clock and ours need not agree); or, when a writer-done signal came (inotify's
+   IN_CLOSE_WRITE, or azcam-mods' UDP "proc", sent after both passes: the
+   service's ``final_sources``) and the content is then the same
    on two looks ``CLOSE_RELOOK`` apart (``watch.pass_on_close``): CONPARS is
    the last thing azcam writes and its close is its last act, so waiting the
    whole settle time only delays observers.  The second look is there because

@@ -173,9 +173,11 @@ class _Destination(threading.Thread):
     (measured on a full frame: about 250 ms of fsync down to under 100 ms).
     """
 
-    def __init__(self, directory: Path, name: str):
+    def __init__(self, directory: Path, name: str, drop_cache: bool = False):
         super().__init__(name=f"write-{directory}", daemon=True)
         self.path, self.fd = _open_temp(directory, name)
+        #: after the fsync, tell the kernel these pages are not needed (see run)
+        self.drop_cache = drop_cache
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
 
@@ -189,6 +191,8 @@ class _Destination(threading.Thread):
                 item = self.queue.get()
                 if item is _DONE:
                     os.fsync(self.fd)
+                    if self.drop_cache:
+                        _drop_cached_pages(self.fd)
                     return
                 if isinstance(item, Patch):
                     os.pwrite(self.fd, item.data, item.offset)
@@ -233,16 +237,36 @@ class _Destination(threading.Thread):
 _DONE = object()
 
 
-def write_temps(directories: list[Path], name: str, items: Iterable) -> list[Path]:
+def _drop_cached_pages(fd: int) -> None:
+    """Let the kernel drop a durable file's pages from the page cache (a hint).
+
+    Why for the processed copy: it is the archive copy, which nobody reads
+    soon, and a night writes tens of GB of them; cached, they would push out
+    pages that are read right away (the raw files azcam is writing, the newdata
+    copies the observers' tools open).  The pages are clean after the fsync, so
+    dropping them costs nothing and loses nothing; freed at once, they are
+    also what the next file's writes reuse (measured: about 15 % more replay
+    throughput with two workers on the development VM).
+    """
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):  # not supported here: only the cache is affected
+        pass
+
+
+def write_temps(directories: list[Path], name: str, items: Iterable,
+                drop_cache: Iterable[Path] = ()) -> list[Path]:
     """Stream ``items`` into one hidden temporary file per directory, all fsynced.
 
-    Returns the temporary paths; on any error every temporary file is removed
-    and the error raised.
+    The pages of the copies in ``drop_cache`` directories leave the page cache
+    once durable (``_drop_cached_pages``).  Returns the temporary paths; on any
+    error every temporary file is removed and the error raised.
     """
     writers: list[_Destination] = []
+    dropped = set(drop_cache)
     try:
         for directory in directories:
-            writers.append(_Destination(directory, name))
+            writers.append(_Destination(directory, name, drop_cache=directory in dropped))
         for w in writers:
             w.start()
         for item in items:
@@ -449,7 +473,8 @@ def deliver(
         name, warnings = choose_name(raw_name, header, destinations)
         # Both temporaries are complete and fsynced before either final name
         # appears, so a crash leaves either nothing new or the processed copy.
-        tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items)
+        tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items,
+                                                 drop_cache=[night_dir])
         commit(tmp_processed, night_dir / name)
         commit(tmp_newdata, newdata / name)
     channel = channel_of(raw_name, header)

@@ -218,7 +218,9 @@ class Service:
         gate = Gate(
             poll_interval=s.watch.poll_interval,
             settle=s.watch.settle,
-            final_sources=frozenset({CLOSED}) if s.watch.pass_on_close else frozenset(),
+            # writer-done signals: inotify's close-after-write, and azcam-mods'
+            # "proc" datagram, which it sends after both passes
+            final_sources=frozenset({CLOSED, UDP}) if s.watch.pass_on_close else frozenset(),
             conpars_grace=s.watch.conpars_grace,
             incomplete_timeout=s.watch.incomplete_timeout,
             is_settled=ledger.is_settled,
