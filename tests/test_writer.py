@@ -83,3 +83,60 @@ def test_output_passes_fitsverify(tmp_path):
     path.write_bytes(out)
     run = subprocess.run(["fitsverify", "-q", "-e", str(path)], capture_output=True, text=True)
     assert run.returncode == 0 and "verification OK" in run.stdout, run.stdout + run.stderr
+
+
+# --------------------------------------------------------------------------- checksum card placement
+def astropy_placement(header: fits.Header) -> str:
+    """The oracle: what astropy itself makes of adding CHECKSUM and DATASUM."""
+    h = header.copy(strip=False)
+    h.remove("CHECKSUM", ignore_missing=True, remove_all=True)
+    h.remove("DATASUM", ignore_missing=True, remove_all=True)
+    h["CHECKSUM"] = ("0" * 16, "HDU checksum")
+    h["DATASUM"] = ("0", "data unit checksum")
+    return h.tostring(sep="", endcard=True, padding=True)
+
+
+def _awkward_headers():
+    base = [("SIMPLE", True), ("BITPIX", 16), ("NAXIS", 0), ("OBJECT", "M42")]
+    tails = {
+        "plain": [],
+        "trailing blanks": [("", "")] * 3,
+        "commentary tail": [("HISTORY", "one"), ("COMMENT", "two"), ("HISTORY", "three")],
+        "commentary then blanks": [("HISTORY", "x"), ("", ""), ("", "")],
+        "blank inside": [("", ""), ("FILTER", "g"), ("", "")],
+        "old checksums": [("CHECKSUM", "abc"), ("DATASUM", "12"), ("HISTORY", "h")],
+        "long string": [("LONGSTR", "x" * 150), ("", "")],
+        "blank keyword text": [("", "a note with a blank keyword")],
+    }
+    for name, tail in tails.items():
+        h = fits.Header()
+        for key, value in base + tail:
+            if key in ("", "HISTORY", "COMMENT"):
+                h.append((key, value), bottom=True, useblanks=False)
+            else:
+                h.append((key, value), end=True)
+        yield name, h
+
+
+@pytest.mark.parametrize(("name", "header"), list(_awkward_headers()))
+def test_checksum_cards_are_placed_as_astropy_places_them(name, header):
+    assert writer.with_checksum_cards(header) == astropy_placement(header), name
+
+
+def test_checksum_cards_are_placed_as_astropy_places_them_in_every_fixture_hdu():
+    from pathlib import Path
+
+    raws = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "raw").glob("*.fits"))
+    assert raws
+    checked = 0
+    for raw in raws:
+        f = frame_mod.read(raw)
+        run_steps(f, [s for s in discover()], StepContext(raw.name), discover())
+        headers = [f.primary] + [a.header for a in f.amps]
+        headers.append(f.conpars.header if f.conpars is not None else writer.placeholder_conpars())
+        if f.merged is not None:
+            headers.append(writer.merged_header(f.primary, f.merged))
+        for h in headers:
+            assert writer.with_checksum_cards(h) == astropy_placement(h)
+            checked += 1
+    assert checked >= 4 * 6

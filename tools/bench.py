@@ -75,6 +75,7 @@ from modsingest import simulate  # noqa: E402
 from modsingest.config import load as load_config  # noqa: E402
 from modsingest.frame import Amplifier, Conpars, Frame  # noqa: E402
 from modsingest.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
+from modsingest import publish  # noqa: E402
 from modsingest.pipeline import Pipeline  # noqa: E402
 from modsingest.steps import StepContext, discover, run_steps  # noqa: E402
 
@@ -518,20 +519,8 @@ def agent_once(svc: ServiceProcess, template: Path, name: str, night: str,
 FLOOR_CHUNK = 4 << 20
 
 
-def _writeback_starter() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``sync_file_range``, for the streamed floor (None where there is none)."""
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _writeback_starter()
+# the same libc call the agent's writers use (None where there is none)
+_sync_file_range = publish._start_writeback
 
 
 def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str,
