@@ -1,9 +1,12 @@
 """Imported by the fork server before it forks any worker: warm the heavy parts once.
 
-Why: every worker builds a ``Pipeline`` whose warm-up (astropy's time and
-coordinate machinery, about a second and a half) would otherwise run again in
-each worker, in parallel on the same cores, and again whenever a dead worker is
-replaced.  Done here, in the fork server, the workers inherit the warm state and
+Why: every worker builds a ``Pipeline`` whose imports (numpy, astropy.io.fits,
+the steps) and warm-up (the leap-second table, ERFA's first calls) would
+otherwise run again in each worker, in parallel on the same cores, and again
+whenever a dead worker is replaced.  (Since HJD/BJD are computed with ERFA
+directly this is a few tenths of a second (the service is ready 0.6-0.7 s after
+start in the bench), not the second and a half astropy's coordinate
+machinery took.)  Done here, in the fork server, the workers inherit the warm state and
 are ready almost at once; their own warm-up then costs milliseconds.
 
 ``multiprocessing`` only *imports* the preload modules (``workers.PRELOAD``), so

@@ -64,7 +64,7 @@ class Pipeline:
             self.warm_up()
 
     def warm_up(self) -> None:
-        """Load what the first file would otherwise pay for (astropy time, ephemerides)."""
+        """Load what the first file would otherwise pay for (leap seconds, ERFA's first calls)."""
         if "timestamps" in self.step_names and "timestamps" in self.registry:
             try:
                 from . import astrotime
