@@ -212,6 +212,7 @@ def test_a_new_ctime_alone_is_not_new_content(ledger):
     deliver(ledger, rid)
     size, mtime, ctime, inode = FP1
     assert ledger.is_settled(RAW, Fingerprint(size, mtime, ctime + 5, inode))
+    assert ledger.is_delivered(RAW, Fingerprint(size, mtime, ctime + 5, inode))
     assert not ledger.is_settled(RAW, Fingerprint(size, mtime + 5, ctime + 5, inode))  # a touch
     assert not ledger.is_settled(RAW, Fingerprint(size, mtime, ctime, inode + 1))  # a new file
     assert not ledger.is_settled(RAW + ".other", FP1)

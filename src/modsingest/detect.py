@@ -50,7 +50,7 @@ EVENT, CLOSED, POLL, RESCAN, STARTUP, RECOVERY, UDP, REPLAY = (
 #: second pass renames its temporary file over the final name, then copies the
 #: old file's mode onto it (IN_ATTRIB, a new ctime) and only then re-opens and
 #: closes it: the close is the writer's last act, the rename is not.
-_WRITER_DONE = frozenset({"closed"})
+_WRITER_DONE = "closed"
 
 Emit = Callable[[str, str], None]
 
@@ -135,7 +135,7 @@ class _Hinter(FileSystemEventHandler):
             return
         path = os.fsdecode(event.dest_path or event.src_path)
         if is_candidate(os.path.basename(path)):
-            self._emit(path, CLOSED if event.event_type in _WRITER_DONE else EVENT)
+            self._emit(path, CLOSED if event.event_type == _WRITER_DONE else EVENT)
 
 
 # --------------------------------------------------------------------------- scanning

@@ -156,8 +156,9 @@ class Gate:
         #: directories are listed, which costs NFS round trips.
         self.settle = poll_interval if settle is None else settle
         #: Hint sources that say the writer is done with the file (inotify's
-        #: close-after-write and moved-in): a complete file with CONPARS then
-        #: passes on one look.  Empty: every file waits for ``settle``.
+        #: close-after-write, azcam's UDP "proc"): a complete file with CONPARS
+        #: then passes on two looks ``CLOSE_RELOOK`` apart.  Empty: every file
+        #: waits for ``settle``.
         self.final_sources = final_sources
         self.conpars_grace = conpars_grace
         self.incomplete_timeout = incomplete_timeout

@@ -16,7 +16,7 @@ a raw file is written down before it is acted on:
 A fingerprint is (size, mtime, ctime, inode): a new one (azcam's second pass, a
 ``touch``) makes a new row, which is how a changed file is processed again and an
 unchanged one is not.  A new ctime alone (``chmod``) is not new content: see
-``is_settled``.  Only the newest row of a path is ``current``; ``status``
+``_content_states``.  Only the newest row of a path is ``current``; ``status``
 reports current rows, older ones are history.
 
 On start-up a ``processing`` row means the previous run died while a worker had
@@ -273,26 +273,30 @@ class Ledger:
             r = self._find_in(self._db, str(path), fp)
         return Row.from_sql(r) if r is not None else None
 
-    def is_settled(self, path: os.PathLike | str, fp: Fingerprint) -> bool:
-        """True when this very file content is done, under way, or reported incomplete.
+    def _content_states(self, path: os.PathLike | str, fp: Fingerprint) -> set[str]:
+        """States of the rows holding this file content: same path, size, mtime and inode.
 
-        The content is (size, mtime, inode): a change of ctime alone is a
-        change of metadata (``chmod``, ``chown``), not of content, so it is no
-        reason to deliver again.  Why it matters: astropy's second pass copies
-        the old file's mode onto the new one just after renaming it into place,
-        and an admin's ``chmod -R`` over a raw directory would otherwise
-        re-deliver every recent file.  A ``touch`` changes mtime: still a replay.
+        A change of ctime alone is a change of metadata (``chmod``, ``chown``),
+        not of content, so it is no reason to deliver again.  Why it matters:
+        astropy's second pass copies the old file's mode onto the new one just
+        after renaming it into place, and an admin's ``chmod -R`` over a raw
+        directory would otherwise re-deliver every recent file.  A ``touch``
+        changes mtime: still a replay.
         """
         size, mtime_ns, _ctime_ns, inode = fp
         rows = self._query(
             "SELECT state FROM files WHERE path=? AND size=? AND mtime_ns=? AND inode=?",
             (str(path), size, mtime_ns, inode),
         )
-        return any(r["state"] in SETTLED for r in rows)
+        return {r["state"] for r in rows}
+
+    def is_settled(self, path: os.PathLike | str, fp: Fingerprint) -> bool:
+        """True when this very file content is done, under way, or reported incomplete."""
+        return bool(self._content_states(path, fp) & set(SETTLED))
 
     def is_delivered(self, path: os.PathLike | str, fp: Fingerprint) -> bool:
-        row = self.find(path, fp)
-        return row is not None and row.state == DELIVERED
+        """True when this very file content (``_content_states``) was delivered."""
+        return DELIVERED in self._content_states(path, fp)
 
     def rows(self, *, night: str | None = None, since: float | None = None,
              current_only: bool = True) -> list[Row]:
