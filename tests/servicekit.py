@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from modsingest import fitscheck
-from modsingest import ledger as L
+from modsingest.fits import scan as fitscheck
+from modsingest.service import ledger as L
 
 CHANNELS = ("mods1b", "mods1r")
 
@@ -121,7 +121,7 @@ class Agent:
         self.proc.wait(10)
         self.proc = None
         # its workers must die with it (and release their shared lock)
-        from modsingest.workers import WORKERS_LOCK, wait_for_orphans
+        from modsingest.service.workers import WORKERS_LOCK, wait_for_orphans
 
         assert wait_for_orphans(self.state / WORKERS_LOCK, 15.0), "orphan workers survived"
 

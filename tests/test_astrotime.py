@@ -15,7 +15,7 @@ import pytest
 from astropy.utils import data as astropy_data
 from astropy.utils import iers
 
-from modsingest import astrotime
+from modsingest.processing import astrotime
 
 # The reference exposure (processing.md accuracy rule; values from an
 # independent barycentric computation for the LBT site of the raw headers).
@@ -230,7 +230,7 @@ socket.create_connection = refuse
 socket.getaddrinfo = refuse
 urllib.request.urlopen = refuse
 
-from modsingest import astrotime
+from modsingest.processing import astrotime
 warm = astrotime.warm_up()
 start = time.perf_counter()
 ref = astrotime.observation_mjds("2025-12-30T03:12:45.123", "05:35:17.3", "-05:23:28", astrotime.LBT)

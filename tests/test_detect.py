@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from modsingest import detect as D
-from modsingest.ledger import Fingerprint, observing_night
+from modsingest.service import detect as D
+from modsingest.service.ledger import Fingerprint, observing_night
 
 DAY = 86400.0
 
@@ -311,7 +311,7 @@ def test_udp_only_files_mean_blind_and_poll_mode_is_never_blind():
 def test_fresh_stat_opens_the_file_and_never_blocks_on_a_fifo(tmp_path):
     import os as _os
 
-    from modsingest.detect import fresh_stat
+    from modsingest.service.detect import fresh_stat
 
     f = tmp_path / "mods1b.20260102.0001.fits"
     f.write_bytes(b"x" * 10)

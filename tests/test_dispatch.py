@@ -2,10 +2,10 @@
 
 import os
 
-from modsingest import dispatch
-from modsingest import ledger as L
-from modsingest.ledger import Fingerprint, Ledger
-from modsingest.workers import Outcome
+from modsingest.service import dispatch
+from modsingest.service import ledger as L
+from modsingest.service.ledger import Fingerprint, Ledger
+from modsingest.service.workers import Outcome
 
 
 class FakePool:

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import tiny_raw
-from modsingest import fitscheck
+from modsingest.fits import scan as fitscheck
 
 
 def scan(tmp_path, data, name="f.fits"):

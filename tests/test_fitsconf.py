@@ -5,7 +5,7 @@ from __future__ import annotations
 from astropy.io import fits
 from astropy.io.fits import card as card_module
 
-from modsingest import fitsconf
+from modsingest.fits import cardconf as fitsconf
 
 
 class Counting:

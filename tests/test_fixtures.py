@@ -6,7 +6,6 @@ Regenerate on purpose only: ``make fixtures`` (see tools/make_fixtures.py).
 
 import hashlib
 import importlib.util
-import io
 import json
 import math
 import subprocess

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from conftest import tiny_raw
-from modsingest import gate as G
-from modsingest.ledger import Fingerprint
+from modsingest.service import gate as G
+from modsingest.service.ledger import Fingerprint
 
 POLL, GRACE, TIMEOUT = 0.5, 3.0, 10.0
 FP = Fingerprint(100, 1, 1, 7)

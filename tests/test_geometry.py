@@ -4,7 +4,7 @@ import pytest
 from astropy.io import fits
 from hypothesis import given, strategies as st
 
-from modsingest.geometry import (
+from modsingest.processing.geometry import (
     GeometryError,
     Readout,
     parse_ccdsum,

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from modsingest import ledger as L
-from modsingest.ledger import Fingerprint, Ledger
+from modsingest.service import ledger as L
+from modsingest.service.ledger import Fingerprint, Ledger
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from modsingest.metrics import Metrics, channel_label
+from modsingest.service.metrics import Metrics, channel_label
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

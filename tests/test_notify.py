@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from modsingest.notify import Notifier, socket_address
+from modsingest.service.notify import Notifier, socket_address
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_forked_worker_does_not_notify(systemd_socket, monkeypatch):
     path, sock = systemd_socket
     n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000000"})
     real_pid = os.getpid()
-    monkeypatch.setattr("modsingest.notify.os.getpid", lambda: real_pid + 1)
+    monkeypatch.setattr("modsingest.service.notify.os.getpid", lambda: real_pid + 1)
     assert not n.watchdog()
     assert n.watchdog_interval() is None
     assert nothing_arrives(sock)

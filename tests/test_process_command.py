@@ -1,14 +1,11 @@
 """`modsingest process`: delivers good files, refuses bad ones with one clear line each."""
 
 import hashlib
-import io
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from astropy.io import fits
 
 from conftest import tiny_raw
@@ -63,7 +60,7 @@ def test_bad_config_exit_2(tmp_path):
 
 
 def test_a_failing_step_still_delivers_with_a_warning_in_the_header(layout, monkeypatch):
-    from modsingest import steps
+    from modsingest.processing import steps
 
     registry = dict(steps.discover())
 
@@ -82,7 +79,7 @@ def test_a_failing_step_still_delivers_with_a_warning_in_the_header(layout, monk
 
 
 def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monkeypatch):
-    from modsingest.steps import merged as merged_step
+    from modsingest.processing.steps import merged as merged_step
 
     def exploding_renderer(amps, readout, offsets):
         def render(first, stop, out):
@@ -102,9 +99,9 @@ def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monk
 def test_publish_errors_are_retryable_and_read_errors_are_not(layout, monkeypatch):
     import errno
 
-    from modsingest import publish
+    from modsingest.processing import publish
     from modsingest.config import load
-    from modsingest.pipeline import Pipeline
+    from modsingest.processing.pipeline import Pipeline
 
     pipe = Pipeline(load(layout["config"]))
     bad = write_raw(layout, "mods1b.20260102.0009.fits", b"not fits" * 400)

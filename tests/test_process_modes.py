@@ -15,7 +15,7 @@ import pytest
 from astropy.io import fits
 
 from conftest import have_fitsverify
-from modsingest import simulate as sim
+from modsingest import sim as sim
 from modsingest.cli import main
 
 MODES = [

@@ -5,7 +5,7 @@ import stat
 
 from astropy.io import fits
 
-from modsingest import publish
+from modsingest.processing import publish
 
 
 def header(date="2026-01-02T03:04:05.678", instrume="MODS1B", uniq="mods1b.20260102.030405.fits"):

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from modsingest import config, replay
-from modsingest import ledger as L
-from modsingest import simulate
+from modsingest import config
+from modsingest.service import replay
+from modsingest.service import ledger as L
+from modsingest import sim as simulate
 from servicekit import Agent, write_config
 
 NIGHT = "20260102"
@@ -46,7 +47,7 @@ def test_select_by_night_and_by_name(site):
     raw = root / "raw" / "mods1b"
     a = raw_file(raw, 1)
     b = raw_file(root / "raw" / "mods1r", 1, channel="mods1r")
-    (raw / f"mods1b.20260103.0001.fits").write_bytes(b"other night")
+    (raw / "mods1b.20260103.0001.fits").write_bytes(b"other night")
     (raw / ".hidden.fits").write_bytes(b"x")
     odd = raw / "m1bTest.0001.fits"
     odd.write_bytes(b"x")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
-from modsingest import config, simulate
-from modsingest import ledger as L
-from modsingest.service import Service
+from modsingest import config, sim as simulate
+from modsingest.service import ledger as L
+from modsingest.service.agent import Service
 from servicekit import wait_for, write_config
 
 

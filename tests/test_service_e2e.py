@@ -15,9 +15,9 @@ import time
 import pytest
 from astropy.io import fits
 
-from modsingest import fitscheck
-from modsingest import ledger as L
-from modsingest import simulate
+from modsingest.fits import scan as fitscheck
+from modsingest.service import ledger as L
+from modsingest import sim as simulate
 from servicekit import Agent, PartialWatch, wait_for
 
 MODES = ["inotify", "poll"]

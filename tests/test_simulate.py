@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from modsingest import cli, fitscheck
-from modsingest import simulate as sim
+from modsingest import cli
+from modsingest.fits import scan as fitscheck
+from modsingest import sim as sim
 
 UTC = timezone.utc
 # A copy of ../shared/reference/ kept in the repository so CI always runs this test.

@@ -9,9 +9,11 @@ import time
 
 import pytest
 
-from modsingest import config, status
-from modsingest import ledger as L
-from modsingest.ledger import Fingerprint, Ledger
+from modsingest import config
+from modsingest.commands import status as status_command
+from modsingest.service import status
+from modsingest.service import ledger as L
+from modsingest.service.ledger import Fingerprint, Ledger
 
 
 @pytest.fixture
@@ -142,7 +144,7 @@ def test_stale_heartbeat_is_a_problem(settings):
 def test_json(settings, layout, capsys):
     fill(settings.paths.state, time.time())
     args = argparse.Namespace(config=str(layout["config"]), night="20260102", json=True)
-    assert status.command(args) == 0
+    assert status_command.command(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["delivered"] == 3
     assert data["problems"][0]["reason"].endswith("No space left on device")
@@ -153,5 +155,5 @@ def test_bad_config_is_exit_2(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("paths: {raw: [/nonexistent], newdata: /x, processed: /x, state: /x}\n")
     args = argparse.Namespace(config=str(cfg), night=None, json=False)
-    assert status.command(args) == 2
+    assert status_command.command(args) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -8,9 +8,9 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modsingest.frame import Conpars, Frame
-from modsingest.steps import StepContext
-from modsingest.steps.archive import run
+from modsingest.fits.frame import Conpars, Frame
+from modsingest.processing.steps import StepContext
+from modsingest.processing.steps.archive import run
 
 SEXAGESIMAL_ALT = 45.20847222222223  # '+45:12:30.5'
 
@@ -510,8 +510,8 @@ def test_weird_values_never_raise_and_a_rerun_changes_nothing(telalt, telaz, lin
 def test_rule_11_missing_instrume_is_taken_from_the_file_name():
     """modsDisp needs INSTRUME to be one of the four channels; the raw name says which."""
     from astropy.io import fits as _fits
-    from modsingest.frame import Frame as _Frame
-    from modsingest.steps import archive as _archive
+    from modsingest.fits.frame import Frame as _Frame
+    from modsingest.processing.steps import archive as _archive
 
     f = _Frame(path=Path("mods2r.20260102.0007.fits"), primary=_fits.Header({"OBJECT": "x"}), amps=[])
     warnings = _archive.rule_11_required_keywords(f.primary, f)

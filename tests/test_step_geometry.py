@@ -1,9 +1,9 @@
 """Step geometry writes the model's values into the headers (processing.md 'geometry')."""
 
 from conftest import tiny_raw
-from modsingest import frame as frame_mod
-from modsingest.steps import StepContext
-from modsingest.steps import geometry as geometry_step
+from modsingest.fits import frame as frame_mod
+from modsingest.processing.steps import StepContext
+from modsingest.processing.steps import geometry as geometry_step
 
 CTX = StepContext(source_name="t.fits")
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import tiny_raw
-from modsingest import frame as frame_mod
-from modsingest.geometry import parse_section
-from modsingest.steps import StepContext
-from modsingest.steps import geometry as geometry_step
-from modsingest.steps import merged as merged_step
+from modsingest.fits import frame as frame_mod
+from modsingest.processing.geometry import parse_section
+from modsingest.processing.steps import StepContext
+from modsingest.processing.steps import geometry as geometry_step
+from modsingest.processing.steps import merged as merged_step
 
 CTX = StepContext(source_name="test.fits")
 

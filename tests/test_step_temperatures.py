@@ -8,9 +8,9 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modsingest.frame import Conpars, Frame
-from modsingest.steps import StepContext
-from modsingest.steps.temperatures import run
+from modsingest.fits.frame import Conpars, Frame
+from modsingest.processing.steps import StepContext
+from modsingest.processing.steps.temperatures import run
 
 ROWS = {"MOD10/TEMPA": "-5.5", "MOD10/TEMPB": "-110.25", "BACKPLANE_TEMP": "31.75", "POWER": "4"}
 

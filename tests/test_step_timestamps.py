@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from modsingest.frame import Frame
-from modsingest.steps import StepContext
-from modsingest.steps import timestamps
+from modsingest.fits.frame import Frame
+from modsingest.processing.steps import StepContext
+from modsingest.processing.steps import timestamps
 
 MJD_UTC = 61039.13385559028
 HMJD_UTC = 61039.13866143456

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from modsingest.frame import Frame
-from modsingest.steps import StepContext, discover, run_steps
+from modsingest.fits.frame import Frame
+from modsingest.processing.steps import StepContext, discover, run_steps
 
 CTX = StepContext(source_name="x.fits", version="9.9")
 

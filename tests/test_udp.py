@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modsingest.config import UdpSettings
-from modsingest.udp import (
+from modsingest.service.udp import (
     MAX_DATAGRAM,
     Proc,
     Quit,
@@ -56,11 +56,11 @@ def test_user_chosen_root_is_accepted():
         f"/data/mods1b/{NAME}/",
         f".{NAME}",
         f"/data/mods1b/.{NAME}.tmp",
-        f"mods1b\x00.fits",
+        "mods1b\x00.fits",
         "/etc/passwd",
-        f"mods1b\\..\\x.fits",
+        "mods1b\\..\\x.fits",
         "a.fits b.fits",
-        f"mods1b.\x1b[31m.fits",
+        "mods1b.\x1b[31m.fits",
         f"{'a' * 300}.fits",
         ".fits",
     ],
@@ -234,7 +234,7 @@ def sender_socket():
 
 def test_listener_end_to_end_on_loopback(raw_dirs, sender_socket, monkeypatch):
     # A long receive timeout: stop() must wake the socket, not wait for the timeout.
-    monkeypatch.setattr("modsingest.udp._POLL_SECONDS", 5.0)
+    monkeypatch.setattr("modsingest.service.udp._POLL_SECONDS", 5.0)
     _, blue = raw_dirs
     (blue / NAME).write_bytes(b"x")
     settings = UdpSettings(enabled=True, host="127.0.0.1", port=0, allow_quit=True,

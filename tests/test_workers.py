@@ -12,10 +12,10 @@ import pytest
 
 from conftest import tiny_raw
 from modsingest import config
-from modsingest import ledger as L
+from modsingest.service import ledger as L
 from modsingest.config import StepSpec
-from modsingest.dispatch import Dispatcher
-from modsingest.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
+from modsingest.service.dispatch import Dispatcher
+from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
 
 @pytest.fixture

@@ -71,13 +71,13 @@ import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 import modsingest  # noqa: E402
-from modsingest import simulate  # noqa: E402
+from modsingest import sim as simulate  # noqa: E402
 from modsingest.config import load as load_config  # noqa: E402
-from modsingest.frame import Amplifier, Conpars, Frame  # noqa: E402
-from modsingest.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
-from modsingest import publish  # noqa: E402
-from modsingest.pipeline import Pipeline  # noqa: E402
-from modsingest.steps import StepContext, discover, run_steps  # noqa: E402
+from modsingest.fits.frame import Amplifier, Conpars, Frame  # noqa: E402
+from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
+from modsingest.processing import publish  # noqa: E402
+from modsingest.processing.pipeline import Pipeline  # noqa: E402
+from modsingest.processing.steps import StepContext, discover, run_steps  # noqa: E402
 
 CHANNEL = "mods1b"
 #: The parts of the agent's latency, from its ledger (see agent_once).
@@ -577,7 +577,7 @@ _HELPER = r"""
 import json, sys
 import modsingest
 from modsingest.config import load
-from modsingest.pipeline import Pipeline
+from modsingest.processing.pipeline import Pipeline
 pipeline = Pipeline(load(sys.argv[1]))
 print(json.dumps({"ready": modsingest.__file__}), flush=True)
 for line in sys.stdin:

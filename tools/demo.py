@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forever", action="store_true", help="keep writing files until Ctrl-C")
     args = parser.parse_args(argv)
 
-    from modsingest import simulate
+    from modsingest import sim as simulate
 
     dirs = fresh_layout()
     say(f"fresh layout in {DEMO.relative_to(ROOT)}/: raw/{{mods1b,mods1r}}, newdata, processed, state")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from astropy.io import fits  # noqa: E402
 
-from modsingest import simulate  # noqa: E402
+from modsingest import sim as simulate  # noqa: E402
 
 RAW = ROOT / "fixtures" / "raw"
 EXPECTED = ROOT / "fixtures" / "expected"
@@ -97,7 +97,7 @@ def dump(path: Path) -> dict:
 def process(raw: Path, workdir: Path) -> Path:
     """Process ``raw`` with a throw-away layout and the default configuration."""
     from modsingest.config import load
-    from modsingest.pipeline import Pipeline
+    from modsingest.processing.pipeline import Pipeline
 
     dirs = {k: workdir / k for k in ("newdata", "processed", "state")}
     for d in dirs.values():

@@ -11,15 +11,15 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from modsingest import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "process": ("modsingest.commands.process", "process and publish raw files once"),
-    "watch": ("modsingest.service", "run the ingest service (what systemd starts)"),
-    "replay": ("modsingest.replay", "re-process a night or files through the service's path"),
-    "status": ("modsingest.status", "what the service has seen, delivered and failed"),
-    "simulate": ("modsingest.simulate", "write azcam-like raw files (for tests and the demo)"),
+    "watch": ("modsingest.commands.watch", "run the ingest service (what systemd starts)"),
+    "replay": ("modsingest.commands.replay", "re-process a night or files through the service's path"),
+    "status": ("modsingest.commands.status", "what the service has seen, delivered and failed"),
+    "simulate": ("modsingest.commands.simulate", "write azcam-like raw files (for tests and the demo)"),
 }
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from datetime import datetime
 
-from ..config import ConfigError, Settings, load
+from modsingest.config import ConfigError, Settings, load
 
 CONFIG_ERROR = 2
 

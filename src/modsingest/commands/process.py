@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..logsetup import setup_logging
-from . import CONFIG_ERROR, load_settings
+from modsingest.logsetup import setup_logging
+from modsingest.commands import CONFIG_ERROR, load_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +22,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
+    from modsingest.config import ConfigError
 
     settings = load_settings(args.config)
     if settings is None:
         return CONFIG_ERROR
     setup_logging("warning" if args.quiet else settings.log_level)
-    from ..pipeline import Pipeline
+    from modsingest.processing.pipeline import Pipeline
 
     try:
         pipeline = Pipeline(settings)

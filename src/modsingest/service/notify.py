@@ -23,7 +23,7 @@ import socket
 import threading
 from typing import Mapping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modsingest.notify")
 
 #: a notification must never hold up the caller for long (e.g. a stuck PID 1)
 _SEND_TIMEOUT = 1.0

@@ -17,9 +17,9 @@ import logging
 import time
 from typing import Any, Iterable
 
-from . import ledger as L
-from .ledger import Ledger, Row
-from .workers import Job, Outcome, WorkerPool
+from modsingest.service import ledger as L
+from modsingest.service.ledger import Ledger, Row
+from modsingest.service.workers import Job, Outcome, WorkerPool
 
 log = logging.getLogger("modsingest.dispatch")
 

@@ -44,8 +44,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import fitscheck
-from .ledger import Fingerprint
+from modsingest.fits import scan as fitscheck
+from modsingest.service.ledger import Fingerprint
 
 log = logging.getLogger("modsingest.gate")
 

@@ -26,8 +26,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from . import fitscheck
-from .fitscheck import HDUInfo
+from modsingest.fits import scan as fitscheck
+from modsingest.fits.scan import HDUInfo
 
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 

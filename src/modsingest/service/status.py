@@ -11,15 +11,12 @@ it is safe to run at any time, as any user who can read the state directory.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-from . import ledger as L
-from .commands import CONFIG_ERROR, load_settings, night_arg
+from modsingest.service import ledger as L
 
 
 #: a heartbeat older than this, with the lock held, means a stuck service
@@ -209,24 +206,3 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"          and {report['older_problems']} older failed or incomplete "
                      f"file(s): modsingest status --night CCYYMMDD")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument("--night", metavar="CCYYMMDD", type=night_arg,
-                        help="this observing night, by the files' date tag "
-                             "(default: the last 24 hours)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def command(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    if settings is None:
-        return CONFIG_ERROR
-    report = gather(settings, args.night)
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print(render(report))
-    return 0

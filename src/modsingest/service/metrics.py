@@ -27,7 +27,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modsingest.metrics")
 
 TEXTFILE_NAME = "modsingest.prom"
 

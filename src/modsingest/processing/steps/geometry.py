@@ -9,7 +9,7 @@ ignored binning; every value here comes from the one model in
 
 from __future__ import annotations
 
-from ..geometry import MERGED_QUADRANT, readout_from_headers
+from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers
 
 _FLIP = {1: "flipped top-bottom", 2: "flipped both ways", 3: "flipped top-bottom", 4: "flipped both ways"}
 

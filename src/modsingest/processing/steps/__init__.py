@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Callable, Mapping, Protocol
 
-from .. import __version__
-from ..frame import Frame
+from modsingest import __version__
+from modsingest.fits.frame import Frame
 
 log = logging.getLogger("modsingest.steps")
 

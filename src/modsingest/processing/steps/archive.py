@@ -22,8 +22,8 @@ from typing import Callable
 
 from astropy.io import fits
 
-from ..frame import Frame
-from ..headerval import (
+from modsingest.fits.frame import Frame
+from modsingest.processing.headerval import (
     channel_from_filename,
     date_time,
     degrees,
@@ -32,7 +32,7 @@ from ..headerval import (
     resolve_channel,
     split_date_obs,
 )
-from . import StepContext
+from modsingest.processing.steps import StepContext
 
 #: The archive's word for "no value"; also what a missing required key gets.
 PLACEHOLDER = "None"

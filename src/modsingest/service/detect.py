@@ -36,7 +36,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants
 
-from .ledger import Fingerprint, name_night, observing_night
+from modsingest.service.ledger import Fingerprint, name_night, observing_night
 
 log = logging.getLogger("modsingest.detect")
 

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import frame as frame_mod
-from . import fitsconf, publish, writer
-from .config import Settings, check_steps_known
-from .steps import BROKEN, StepContext, discover, run_steps
+from modsingest.fits import frame as frame_mod
+from modsingest.fits import cardconf as fitsconf, writer
+from modsingest.processing import publish
+from modsingest.config import Settings, check_steps_known
+from modsingest.processing.steps import BROKEN, StepContext, discover, run_steps
 
 log = logging.getLogger("modsingest.pipeline")
 
@@ -67,7 +68,7 @@ class Pipeline:
         """Load what the first file would otherwise pay for (leap seconds, ERFA's first calls)."""
         if "timestamps" in self.step_names and "timestamps" in self.registry:
             try:
-                from . import astrotime
+                from modsingest.processing import astrotime
 
                 astrotime.warm_up()
             except Exception as exc:  # warming is an optimisation, never a reason to stop
@@ -143,7 +144,7 @@ class Pipeline:
             log.exception("%s: rendering MERGED failed; delivering without it", path)
             warning = f"failed while rendering: {type(exc).__name__}: {exc}"
             frame.merged = None
-            from .steps import history_lines
+            from modsingest.processing.steps import history_lines
 
             for line in history_lines(f"merged: {warning}"):
                 frame.primary.add_history(line)

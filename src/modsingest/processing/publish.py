@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .fitscheck import BLOCK
+from modsingest.fits.scan import BLOCK
 
 if TYPE_CHECKING:  # annotations only; see the module docstring
     from astropy.io import fits
@@ -185,7 +185,7 @@ class _Destination(threading.Thread):
         end = 0  # bytes written in sequence so far
         flushed = 0  # writeback started up to here
         try:
-            from .writer import Patch  # loaded already wherever chunks are written
+            from modsingest.fits.writer import Patch  # loaded already wherever chunks are written
 
             while True:
                 item = self.queue.get()

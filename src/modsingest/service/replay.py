@@ -20,17 +20,15 @@ Exit status: 0 when every file was delivered, 1 otherwise, 2 for usage errors.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-from . import fitscheck
-from . import ledger as L
-from .config import Settings
-from .detect import REPLAY, is_candidate
-from .commands import CONFIG_ERROR, load_settings, night_arg
+from modsingest.fits import scan as fitscheck
+from modsingest.service import ledger as L
+from modsingest.config import Settings
+from modsingest.service.detect import REPLAY, is_candidate
 
 #: replay through the service gives up when nothing has finished for this long
 NO_PROGRESS_TIMEOUT = 600.0
@@ -144,9 +142,9 @@ def here(settings: Settings, paths: list[Path]) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .dispatch import Dispatcher
-    from .service import ORPHAN_WAIT, STOP_GRACE, clean_destinations
-    from .workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
+    from modsingest.service.dispatch import Dispatcher
+    from modsingest.service.agent import ORPHAN_WAIT, STOP_GRACE, clean_destinations
+    from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
     state = settings.paths.state
     try:
@@ -220,42 +218,3 @@ def _summary(rows: list[L.Row], asked: int) -> int:
     for r in bad:
         print(f"  {r.state.upper()} {r.name}: {r.reason}")
     return 0 if len(delivered) == asked else 1
-
-
-# --------------------------------------------------------------------------- command line
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument("--night", metavar="CCYYMMDD", type=night_arg,
-                        help="every raw file of this observing night")
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="raw files (paths, or base names looked up in the raw directories)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="only list what would be processed")
-
-
-def command(args: argparse.Namespace) -> int:
-    if bool(args.night) == bool(args.files):
-        print("modsingest replay: give either --night CCYYMMDD or FILE... (not both)",
-              file=sys.stderr)
-        return 2
-    settings = load_settings(args.config)
-    if settings is None:
-        return CONFIG_ERROR
-    from .logsetup import setup_logging
-    from .service import quiet_libraries
-
-    setup_logging(settings.log_level)
-    quiet_libraries()
-    paths, missing = select(settings, args.night, list(args.files))
-    for m in missing:
-        print(f"modsingest replay: {m}", file=sys.stderr)
-    if not paths:
-        print("modsingest replay: no raw files to process", file=sys.stderr)
-        return 1 if missing or args.files else 0
-    if args.dry_run:
-        return dry_run(settings, paths)
-    if L.service_running(settings.paths.state):
-        status = via_service(settings, paths)
-    else:
-        status = here(settings, paths)
-    return status if status else (1 if missing else 0)

@@ -22,8 +22,8 @@ from typing import Generator, Iterator
 import numpy as np
 from astropy.io import fits
 
-from .fitscheck import BLOCK, padded
-from .frame import Frame, Merged
+from modsingest.fits.scan import BLOCK, padded
+from modsingest.fits.frame import Frame, Merged
 
 #: Size of the MERGED bands rendered and written one after the other (see Output).
 BAND_BYTES = 1 << 20

@@ -56,7 +56,7 @@ from astropy.utils import data as astropy_data
 from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
 
-from . import headerval
+from modsingest.processing import headerval
 
 __all__ = [
     "Site",

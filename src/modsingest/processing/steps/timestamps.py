@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from astropy.io import fits
 
-from .. import astrotime, headerval
+from modsingest.processing import astrotime, headerval
 
 #: Where the time of day is looked for, in order (processing.md).
 TIME_KEYWORDS = ("UTC-OBS", "TIME-OBS", "UT")

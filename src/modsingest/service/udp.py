@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .config import UdpSettings
+from modsingest.config import UdpSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("modsingest.udp")
 
 #: the contract's limit; larger datagrams are refused, not truncated
 MAX_DATAGRAM = 1024

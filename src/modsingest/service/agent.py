@@ -23,24 +23,20 @@ still running, and exit, all within systemd's 30 s.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Settings
-from .detect import CLOSED, REPLAY, UDP, Blindness, Detector
-from .dispatch import Dispatcher
-from .gate import Candidate, Gate, GateLoop
-from .ledger import AlreadyRunning, Fingerprint, Ledger, channel_of, lock_service
-from .workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
-from .commands import CONFIG_ERROR, load_settings
+from modsingest import __version__
+from modsingest.config import Settings
+from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
+from modsingest.service.dispatch import Dispatcher
+from modsingest.service.gate import Candidate, Gate, GateLoop
+from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, channel_of, lock_service
+from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
 log = logging.getLogger("modsingest.service")
 
@@ -67,7 +63,7 @@ def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
 
 def clean_destinations(settings: Settings) -> int:
     """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
-    from . import publish  # astropy comes with it: only the workers need it at start
+    from modsingest.processing import publish  # astropy comes with it: only the workers need it at start
 
     dirs = [settings.paths.newdata, settings.paths.processed]
     try:
@@ -255,7 +251,7 @@ class Service:
     def _start_udp(self) -> None:
         if not self.settings.udp.enabled:
             return
-        from .udp import UdpListener
+        from modsingest.service.udp import UdpListener
 
         self.udp = UdpListener(
             self.settings.udp, self.settings.paths.raw, self.on_udp_proc,
@@ -361,41 +357,6 @@ class Service:
         log.info("stopped")
 
 
-# --------------------------------------------------------------------------- command line
 def quiet_libraries() -> None:
     """watchdog logs every inotify event at debug level: keep our debug readable."""
     logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML configuration file")
-
-
-def command(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    if settings is None:
-        return CONFIG_ERROR
-    from .logsetup import setup_logging
-    from .metrics import Metrics
-    from .notify import Notifier
-
-    setup_logging(settings.log_level)
-    quiet_libraries()
-    metrics = Metrics(settings.paths.state, port=settings.metrics.port, host=settings.metrics.host)
-    try:
-        metrics.start_http()
-    except OSError as exc:
-        print(f"modsingest: metrics: cannot serve on {settings.metrics.host}:"
-              f"{settings.metrics.port}: {exc}", file=sys.stderr)
-        return 2
-    service = Service(settings, notifier=Notifier(), metrics=metrics)
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        service.request_stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        return service.run()
-    finally:
-        metrics.stop()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
-from ..frame import Merged
-from ..geometry import MERGED_QUADRANT, readout_from_headers
+from modsingest.fits.frame import Merged
+from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers
 
 
 def overscan_region(naxis1: int, naxis2: int, data_cols: int) -> tuple[slice, slice]:

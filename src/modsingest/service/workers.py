@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from .config import Settings
+from modsingest.config import Settings
 
 log = logging.getLogger("modsingest.workers")
 
@@ -106,7 +106,7 @@ def worker_main(conn: Connection, settings: Settings, lock_path: str | None, ind
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    from .logsetup import setup_logging
+    from modsingest.logsetup import setup_logging
 
     setup_logging(settings.log_level)
     wlog = logging.getLogger(f"modsingest.worker{index}")
@@ -114,7 +114,7 @@ def worker_main(conn: Connection, settings: Settings, lock_path: str | None, ind
         lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(lock_fd, fcntl.LOCK_SH)  # held until this process ends
     try:
-        from .pipeline import Pipeline
+        from modsingest.processing.pipeline import Pipeline
 
         pipeline = Pipeline(settings)
     except BaseException as exc:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from astropy.io import fits
 
-from ..frame import Frame
-from ..headerval import decimal, resolve_channel
-from . import StepContext
+from modsingest.fits.frame import Frame
+from modsingest.processing.headerval import decimal, resolve_channel
+from modsingest.processing.steps import StepContext
 
 NO_READING = -999.9
 

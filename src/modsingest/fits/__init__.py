@@ -1,0 +1,1 @@
+"""MODS FITS bytes: the structural scan, the in-memory frame, the writer, astropy card configuration."""

@@ -1,0 +1,1 @@
+"""One file in a worker: pipeline, steps, geometry, header values, time, publishing."""
