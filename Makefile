@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench fixtures clean
+.PHONY: install test lint demo bench fixtures clean
 
 install: $(STAMP)
 
@@ -14,8 +14,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# Lint and format check (ruff; ignored rules and why in pyproject.toml).
+lint: install
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 
 demo: install
 	$(BIN)/python tools/demo.py

@@ -56,7 +56,9 @@ def tiny_raw(
         hdus.append(
             fits.BinTableHDU.from_columns(
                 [
-                    fits.Column(name="Keyword", format="20A", array=["MOD10/TEMPA", "MOD10/TEMPB", "BACKPLANE_TEMP"]),
+                    fits.Column(
+                        name="Keyword", format="20A", array=["MOD10/TEMPA", "MOD10/TEMPB", "BACKPLANE_TEMP"]
+                    ),
                     fits.Column(name="Value", format="20A", array=["-130.5", "-110.25", "31.0"]),
                 ],
                 name="CONPARS",

@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from modsingest.fits import scan as fitscheck
-from modsingest.service import ledger as L
+from modsingest.service.ledger import DELIVERED, Ledger, Row
 
 CHANNELS = ("mods1b", "mods1r")
 
@@ -35,10 +35,20 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, every: 
         time.sleep(every)
 
 
-def write_config(root: Path, method: str, *, workers: int = 2, poll: float = 0.1,
-                 rescan: float = 30.0, grace: float = 1.0, incomplete: float = 2.0,
-                 extra: str = "", level: str = "info", settle: float | None = None,
-                 pass_on_close: bool | None = None) -> Path:
+def write_config(
+    root: Path,
+    method: str,
+    *,
+    workers: int = 2,
+    poll: float = 0.1,
+    rescan: float = 30.0,
+    grace: float = 1.0,
+    incomplete: float = 2.0,
+    extra: str = "",
+    level: str = "info",
+    settle: float | None = None,
+    pass_on_close: bool | None = None,
+) -> Path:
     """A layout under ``root`` (raw dirs for two channels) and its configuration."""
     for sub in [f"raw/{c}" for c in CHANNELS] + ["newdata", "processed", "state"]:
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -80,7 +90,7 @@ class Agent:
         self.logs: list[Path] = []
 
     # ------------------------------------------------------------------ life
-    def start(self, timeout: float = 90.0) -> "Agent":
+    def start(self, timeout: float = 90.0) -> Agent:
         self.runs += 1
         log = self.root / f"watch-{self.runs}.log"
         self.logs.append(log)
@@ -88,11 +98,16 @@ class Agent:
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modsingest.cli", "watch", "--config", str(self.config)],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
             cwd=self.root,
         )
-        wait_for(lambda: "ready: watching" in self.log_text(self.runs) or self._died(),
-                 timeout, "the service to be ready")
+        wait_for(
+            lambda: "ready: watching" in self.log_text(self.runs) or self._died(),
+            timeout,
+            "the service to be ready",
+        )
         assert self.proc.poll() is None, f"the service exited:\n{self.log_text(self.runs)}"
         return self
 
@@ -109,7 +124,7 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"the service did not stop within {limit} s")
+            raise AssertionError(f"the service did not stop within {limit} s") from None
         took = time.monotonic() - start
         assert code == 0, f"exit status {code}:\n{self.log_text(self.runs)}"
         self.proc = None
@@ -139,10 +154,10 @@ class Agent:
     def delivered_lines(self) -> list[str]:
         return re.findall(r"modsingest\.dispatch: delivered (\S+)", self.log_text())
 
-    def ledger(self) -> L.Ledger:
-        return L.Ledger(self.state)
+    def ledger(self) -> Ledger:
+        return Ledger(self.state)
 
-    def rows(self, path=None) -> list[L.Row]:
+    def rows(self, path=None) -> list[Row]:
         led = self.ledger()
         try:
             rows = led.rows(current_only=False)
@@ -150,27 +165,31 @@ class Agent:
             led.close()
         return [r for r in rows if path is None or r.path == str(path)]
 
-    def delivered_rows(self) -> list[L.Row]:
-        return [r for r in self.rows() if r.state == L.DELIVERED]
+    def delivered_rows(self) -> list[Row]:
+        return [r for r in self.rows() if r.state == DELIVERED]
 
-    def current(self, path) -> L.Row | None:
+    def current(self, path) -> Row | None:
         led = self.ledger()
         try:
             return led.current(path)
         finally:
             led.close()
 
-    def wait_delivered(self, count: int, timeout: float = 60.0) -> list[L.Row]:
+    def wait_delivered(self, count: int, timeout: float = 60.0) -> list[Row]:
         """Until ``count`` raw files have a delivered current row."""
+
         def done():
-            rows = [r for r in self.rows() if r.current and r.state == L.DELIVERED]
+            rows = [r for r in self.rows() if r.current and r.state == DELIVERED]
             return rows if len(rows) >= count else None
-        return wait_for(done, timeout, f"{count} delivered file(s) (log:\n{self.log_text()[-3000:]})",
-                        every=0.1)
+
+        return wait_for(
+            done, timeout, f"{count} delivered file(s) (log:\n{self.log_text()[-3000:]})", every=0.1
+        )
 
     def newdata_files(self) -> list[Path]:
-        return sorted(p for p in self.newdata.iterdir()
-                      if p.name.endswith(".fits") and not p.name.startswith("."))
+        return sorted(
+            p for p in self.newdata.iterdir() if p.name.endswith(".fits") and not p.name.startswith(".")
+        )
 
     def hidden_files(self) -> list[Path]:
         found = [p for p in self.newdata.iterdir() if p.name.startswith(".")]
@@ -190,7 +209,7 @@ class PartialWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "PartialWatch":
+    def __enter__(self) -> PartialWatch:
         self._thread.start()
         return self
 

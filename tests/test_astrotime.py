@@ -77,8 +77,8 @@ def test_longitude_is_positive_west():
 
 
 def test_site_terms_are_computed_once_per_site_and_match_astropys_location():
-    from astropy.coordinates import EarthLocation
     import astropy.units as u
+    from astropy.coordinates import EarthLocation
 
     same_site = astrotime.Site(32.70131, 109.88906, 3221.0)
     terms = astrotime.site_terms(HEADER_SITE)
@@ -109,8 +109,9 @@ def test_agrees_with_astropys_full_iers_computation_within_10_microseconds(utc, 
     from astropy.time import Time
 
     site = astrotime.LBT
-    where = EarthLocation.from_geodetic(lon=-site.west_longitude * u.deg, lat=site.latitude * u.deg,
-                                        height=site.elevation * u.m)
+    where = EarthLocation.from_geodetic(
+        lon=-site.west_longitude * u.deg, lat=site.latitude * u.deg, height=site.elevation * u.m
+    )
     target = SkyCoord(ra=astrotime.ra_degrees(ra) * u.deg, dec=astrotime.dec_degrees(dec) * u.deg)
     t = Time(utc, format="isot", scale="utc", location=where)
     helio = t.light_travel_time(target, "heliocentric", ephemeris="builtin")
@@ -244,11 +245,16 @@ print(json.dumps(dict(coordinates="astropy.coordinates" in sys.modules, attempts
 
 
 def test_fresh_process_without_network_computes_everything(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"),
-               XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env = dict(
+        os.environ,
+        HOME=str(tmp_path),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+    )
     env.pop("ASTROPY_CACHE_DIR", None)
-    done = subprocess.run([sys.executable, "-c", _OFFLINE_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["attempts"] == []

@@ -30,8 +30,19 @@ def test_minimal_config_has_sensible_defaults(dirs):
     assert s.udp.enabled is False and s.udp.port == 10301 and s.udp.allow_quit is False
 
 
-@pytest.mark.parametrize("word, value", [("N", False), ("n", False), ("no", False), ("Y", True),
-                                          ("yes", True), ("true", True), ("False", False), ("off", False)])
+@pytest.mark.parametrize(
+    "word, value",
+    [
+        ("N", False),
+        ("n", False),
+        ("no", False),
+        ("Y", True),
+        ("yes", True),
+        ("true", True),
+        ("False", False),
+        ("off", False),
+    ],
+)
 def test_step_switches_accept_y_and_n(dirs, word, value):
     s = loads(base(dirs) + f"steps:\n  - geometry\n  - timestamps: {word}\n  - merged\n", "c.yaml")
     assert s.steps == (StepSpec("geometry"), StepSpec("timestamps", value), StepSpec("merged"))
@@ -81,7 +92,7 @@ def test_missing_directory_is_an_error_naming_it(dirs):
 
 
 def test_missing_required_path(dirs):
-    text = "\n".join(l for l in base(dirs).splitlines() if "state" not in l)
+    text = "\n".join(line for line in base(dirs).splitlines() if "state" not in line)
     with pytest.raises(ConfigError, match="paths.state: missing"):
         loads(text, "c.yaml")
 

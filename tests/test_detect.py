@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modsingest.service import detect as D
+from modsingest.service import detect
 from modsingest.service.ledger import Fingerprint, observing_night
 
 DAY = 86400.0
@@ -63,10 +63,14 @@ def detector_factory(raw):
 
     def make(method="inotify", dirs=None, settled=lambda p, fp: False, **kw):
         hints = Hints()
-        det = D.Detector(
-            dirs or [raw], method=method, poll_interval=kw.pop("poll", 0.1),
-            rescan_interval=kw.pop("rescan", 3600.0), lookback_days=kw.pop("lookback", 2),
-            emit=hints, is_settled=settled,
+        det = detect.Detector(
+            dirs or [raw],
+            method=method,
+            poll_interval=kw.pop("poll", 0.1),
+            rescan_interval=kw.pop("rescan", 3600.0),
+            lookback_days=kw.pop("lookback", 2),
+            emit=hints,
+            is_settled=settled,
         )
         det.start()
         assert det.startup_done.wait(5)
@@ -79,15 +83,15 @@ def detector_factory(raw):
 
 
 def test_candidate_names():
-    assert D.is_candidate("mods1b.20260102.0001.fits")
-    assert D.is_candidate("m1bTest.0001.fits")
-    assert D.is_candidate("MODS1B.TEST.FITS")
-    assert not D.is_candidate(".mods1b.20260102.0001.fits.modsingest-tmp.1.ab")
-    assert not D.is_candidate(".hidden.fits")
-    assert not D.is_candidate("tmpab12cd34")  # astropy's update-mode temporary file
-    assert not D.is_candidate("notes.txt")
-    assert not D.is_candidate("mods1b.fits.gz")
-    assert not D.is_candidate(".fits")
+    assert detect.is_candidate("mods1b.20260102.0001.fits")
+    assert detect.is_candidate("m1bTest.0001.fits")
+    assert detect.is_candidate("MODS1B.TEST.FITS")
+    assert not detect.is_candidate(".mods1b.20260102.0001.fits.modsingest-tmp.1.ab")
+    assert not detect.is_candidate(".hidden.fits")
+    assert not detect.is_candidate("tmpab12cd34")  # astropy's update-mode temporary file
+    assert not detect.is_candidate("notes.txt")
+    assert not detect.is_candidate("mods1b.fits.gz")
+    assert not detect.is_candidate(".fits")
 
 
 def test_start_up_scan_finds_files_written_while_down(raw, detector_factory):
@@ -96,8 +100,12 @@ def test_start_up_scan_finds_files_written_while_down(raw, detector_factory):
     (raw / "notes.txt").write_bytes(b"x")
     det, hints = detector_factory()
     got = sorted(hints.drain())
-    assert got == sorted([(str(raw / "m1bTest.0001.fits"), D.STARTUP),
-                          (str(raw / "mods1b.20260102.0001.fits"), D.STARTUP)])
+    assert got == sorted(
+        [
+            (str(raw / "m1bTest.0001.fits"), detect.STARTUP),
+            (str(raw / "mods1b.20260102.0001.fits"), detect.STARTUP),
+        ]
+    )
 
 
 def test_inotify_close_after_write(raw, detector_factory):
@@ -108,7 +116,7 @@ def test_inotify_close_after_write(raw, detector_factory):
         fh.flush()
         # writing (IN_MODIFY) is not an event we asked the kernel for
         assert hints.drain(0.3) == []
-    assert hints.wait_for(path) == D.CLOSED  # the writer is done: the gate's fast path
+    assert hints.wait_for(path) == detect.CLOSED  # the writer is done: the gate's fast path
 
 
 def test_inotify_moved_in_and_attribute_change(raw, tmp_path, detector_factory):
@@ -118,19 +126,19 @@ def test_inotify_moved_in_and_attribute_change(raw, tmp_path, detector_factory):
     moved = raw / "mods1b.20260102.0002.fits"
     os.rename(outside, moved)
     # moved in: not a writer's close, so the gate waits for a stable fingerprint
-    assert hints.wait_for(moved) == D.EVENT
+    assert hints.wait_for(moved) == detect.EVENT
     within = raw / ".mods1b.20260102.0003.fits.tmp"  # astropy's second pass: a rename within
     within.write_bytes(b"y")
     hints.drain()
     final = raw / "mods1b.20260102.0003.fits"
     os.rename(within, final)
-    assert hints.wait_for(final) == D.EVENT
+    assert hints.wait_for(final) == detect.EVENT
     hints.drain()
     os.utime(moved, (1, 1))  # replay by os.utime: only IN_ATTRIB, not a writer done
-    assert hints.wait_for(moved) == D.EVENT
+    assert hints.wait_for(moved) == detect.EVENT
     hints.drain()
     subprocess.run(["touch", "-c", str(moved)], check=True)
-    assert hints.wait_for(moved) == D.EVENT
+    assert hints.wait_for(moved) == detect.EVENT
 
 
 def test_inotify_ignores_hidden_and_other_names(raw, detector_factory):
@@ -151,7 +159,7 @@ def test_queue_overflow_triggers_a_rescan(raw, detector_factory):
     hints.drain()
     (emitter,) = det._observer.emitters
     emitter._inotify.on_queue_overflow()  # what watchdog calls on IN_Q_OVERFLOW
-    assert hints.wait_for(path) == D.RECOVERY
+    assert hints.wait_for(path) == detect.RECOVERY
 
 
 def test_dead_observer_is_noticed_and_restarted(raw, detector_factory):
@@ -163,7 +171,7 @@ def test_dead_observer_is_noticed_and_restarted(raw, detector_factory):
     assert det._observer.healthy(1)
     path = raw / "mods1b.20260102.0004.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
+    assert hints.wait_for(path, source=detect.CLOSED) == detect.CLOSED
 
 
 def test_dead_emitter_is_noticed_and_restarted(raw, detector_factory):
@@ -175,7 +183,7 @@ def test_dead_emitter_is_noticed_and_restarted(raw, detector_factory):
     assert det.observer_restarts == 1
     path = raw / "mods1b.20260102.0005.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
+    assert hints.wait_for(path, source=detect.CLOSED) == detect.CLOSED
 
 
 def test_watch_comes_back_when_a_directory_reappears(raw, detector_factory, caplog):
@@ -192,7 +200,7 @@ def test_watch_comes_back_when_a_directory_reappears(raw, detector_factory, capl
     assert det.check() == []
     path = raw / "mods1b.20260102.0006.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, source=D.CLOSED) == D.CLOSED
+    assert hints.wait_for(path, source=detect.CLOSED) == detect.CLOSED
 
 
 def test_periodic_rescan_in_inotify_mode_finds_unseen_files(raw, detector_factory):
@@ -202,7 +210,7 @@ def test_periodic_rescan_in_inotify_mode_finds_unseen_files(raw, detector_factor
     det._observer.join(5)
     path = raw / "mods1b.20260102.0007.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path, timeout=5) == D.RESCAN
+    assert hints.wait_for(path, timeout=5) == detect.RESCAN
 
 
 def test_poll_mode_sees_new_and_changed_files(raw, detector_factory):
@@ -210,10 +218,10 @@ def test_poll_mode_sees_new_and_changed_files(raw, detector_factory):
     assert det._observer is None
     path = raw / f"mods1b.{observing_night(time.time())}.0008.fits"
     path.write_bytes(b"x")
-    assert hints.wait_for(path) == D.POLL
+    assert hints.wait_for(path) == detect.POLL
     assert hints.drain(0.3) == []  # unchanged: no more hints
     os.utime(path, (5, 5))  # a replay seen by polling
-    assert hints.wait_for(path) == D.POLL
+    assert hints.wait_for(path) == detect.POLL
 
 
 def test_poll_mode_leaves_old_dated_files_to_the_rescan(raw, detector_factory):
@@ -224,14 +232,15 @@ def test_poll_mode_leaves_old_dated_files_to_the_rescan(raw, detector_factory):
     det, hints = detector_factory("poll", poll=0.05, rescan=1.0)
     assert hints.drain(0.2) == []  # outside the look-back window
     os.utime(path, None)  # now recent by its mtime
-    assert hints.wait_for(path, timeout=5) == D.RESCAN
+    assert hints.wait_for(path, timeout=5) == detect.RESCAN
 
 
 # --------------------------------------------------------------------------- the scanner itself
 def scanner(raw, settled=lambda p, fp: False, now=None):
     hints = Hints()
-    sc = D.Scanner([raw], lookback_days=2, emit=hints, is_settled=settled,
-                   wall=(lambda: now) if now else time.time)
+    sc = detect.Scanner(
+        [raw], lookback_days=2, emit=hints, is_settled=settled, wall=(lambda: now) if now else time.time
+    )
     return sc, hints
 
 
@@ -242,8 +251,8 @@ def test_full_scan_skips_settled_files(raw):
     b.write_bytes(b"b")
     done = {str(a): Fingerprint.of(os.stat(a))}
     sc, hints = scanner(raw, settled=lambda p, fp: done.get(p) == fp)
-    assert sc.scan(D.RESCAN) == 1
-    assert hints.drain(0.05) == [(str(b), D.RESCAN)]
+    assert sc.scan(detect.RESCAN) == 1
+    assert hints.drain(0.05) == [(str(b), detect.RESCAN)]
 
 
 def test_lookback_keeps_old_files_out(raw):
@@ -262,49 +271,50 @@ def test_lookback_keeps_old_files_out(raw):
         (raw / name).write_bytes(b"x")
         os.utime(raw / name, (when, when))
     sc, hints = scanner(raw)
-    sc.scan(D.STARTUP)
+    sc.scan(detect.STARTUP)
     got = sorted(Path(p).name for p, _ in hints.drain(0.05))
-    assert got == sorted([f"mods1b.{old_night}.0002.fits", f"mods1b.{recent_night}.0003.fits",
-                          "m1bTest.0002.fits"])
+    assert got == sorted(
+        [f"mods1b.{old_night}.0002.fits", f"mods1b.{recent_night}.0003.fits", "m1bTest.0002.fits"]
+    )
     # polling: a new file with an old-looking name but a fresh mtime is found too
     fresh = raw / f"mods1b.{old_night}.0004.fits"
     fresh.write_bytes(b"x")
-    sc.scan(D.POLL)
-    assert hints.drain(0.05) == [(str(fresh), D.POLL)]
+    sc.scan(detect.POLL)
+    assert hints.drain(0.05) == [(str(fresh), detect.POLL)]
 
 
 def test_unreadable_directory_is_reported_once(tmp_path, caplog):
     missing = tmp_path / "not-mounted"
     sc, hints = scanner(missing)
     with caplog.at_level(logging.ERROR, logger="modsingest.detect"):
-        assert sc.scan(D.RESCAN) == 0
-        assert sc.scan(D.RESCAN) == 0
+        assert sc.scan(detect.RESCAN) == 0
+        assert sc.scan(detect.RESCAN) == 0
     assert len([r for r in caplog.records if "cannot list" in r.message]) == 1
 
 
 # --------------------------------------------------------------------------- blindness
 def test_blindness_is_said_once_and_rescan_finds_counted(caplog):
-    b = D.Blindness("inotify", 60.0)
+    b = detect.Blindness("inotify", 60.0)
     with caplog.at_level(logging.WARNING, logger="modsingest.detect"):
-        assert not b.note("/r/a.fits", {D.EVENT})
-        assert not b.note("/r/b.fits", {D.STARTUP})
+        assert not b.note("/r/a.fits", {detect.EVENT})
+        assert not b.note("/r/b.fits", {detect.STARTUP})
         assert not b.blind
-        assert b.note("/r/c.fits", {D.RESCAN})
+        assert b.note("/r/c.fits", {detect.RESCAN})
         assert b.blind and b.blind_example == "/r/c.fits"
-        assert b.note("/r/d.fits", {D.RESCAN})
-        assert not b.note("/r/e.fits", {D.UDP})
+        assert b.note("/r/d.fits", {detect.RESCAN})
+        assert not b.note("/r/e.fits", {detect.UDP})
     assert b.found_by_rescan == 2
     warnings = [r for r in caplog.records if "inotify looks blind" in r.message]
     assert len(warnings) == 1
 
 
 def test_udp_only_files_mean_blind_and_poll_mode_is_never_blind():
-    b = D.Blindness("inotify", 60.0)
-    b.note("/r/a.fits", {D.UDP})
+    b = detect.Blindness("inotify", 60.0)
+    b.note("/r/a.fits", {detect.UDP})
     assert b.blind
-    p = D.Blindness("poll", 60.0)
-    p.note("/r/a.fits", {D.POLL})
-    p.note("/r/b.fits", {D.RESCAN})
+    p = detect.Blindness("poll", 60.0)
+    p.note("/r/a.fits", {detect.POLL})
+    p.note("/r/b.fits", {detect.RESCAN})
     assert not p.blind and p.found_by_rescan == 1
 
 

@@ -3,8 +3,7 @@
 import os
 
 from modsingest.service import dispatch
-from modsingest.service import ledger as L
-from modsingest.service.ledger import Fingerprint, Ledger
+from modsingest.service.ledger import DELIVERED, FAILED, PROCESSING, QUEUED, Fingerprint, Ledger
 from modsingest.service.workers import Outcome
 
 
@@ -42,8 +41,20 @@ def queued(ledger, tmp_path):
     return ledger.enqueue(raw, Fingerprint.of(os.stat(raw)), seen_at=0.0, conpars=True)
 
 
-FULL = {"ok": False, "error": "x.fits: cannot publish: No space left on device", "stage": "publish", "retryable": True}
-OK = {"ok": True, "name": "mods1b.20260102.0001.fits", "outputs": [], "channel": "MODS1B", "warnings": [], "seconds": 0.1}
+FULL = {
+    "ok": False,
+    "error": "x.fits: cannot publish: No space left on device",
+    "stage": "publish",
+    "retryable": True,
+}
+OK = {
+    "ok": True,
+    "name": "mods1b.20260102.0001.fits",
+    "outputs": [],
+    "channel": "MODS1B",
+    "warnings": [],
+    "seconds": 0.1,
+}
 
 
 def test_publish_failure_waits_and_is_retried_until_delivered(tmp_path, monkeypatch):
@@ -55,7 +66,7 @@ def test_publish_failure_waits_and_is_retried_until_delivered(tmp_path, monkeypa
     states = []
     for _ in range(3):
         states += [r.state for r in d.pump(0.0)]
-    assert ledger.row(row_id).state == L.DELIVERED
+    assert ledger.row(row_id).state == DELIVERED
     assert d.failed == 0 and d.delivered == 1
     assert ledger.row(row_id).attempts == 3
 
@@ -69,7 +80,7 @@ def test_publish_failure_gives_up_after_the_limit(tmp_path, monkeypatch):
     for _ in range(dispatch.MAX_PUBLISH_ATTEMPTS):
         d.pump(0.0)
     row = ledger.row(row_id)
-    assert row.state == L.FAILED and "No space left" in row.reason
+    assert row.state == FAILED and "No space left" in row.reason
 
 
 def test_a_waiting_row_is_not_handed_out_before_its_time(tmp_path):
@@ -79,11 +90,11 @@ def test_a_waiting_row_is_not_handed_out_before_its_time(tmp_path):
     d = dispatch.Dispatcher(ledger, pool)
     d.fill()
     d.pump(0.0)
-    assert ledger.row(row_id).state == L.PROCESSING and row_id in d.waiting
+    assert ledger.row(row_id).state == PROCESSING and row_id in d.waiting
     d.fill()
     assert pool.jobs == []  # 5 s have not passed
     d.shutdown(0.0)
-    assert ledger.row(row_id).state == L.QUEUED  # the next start retries it
+    assert ledger.row(row_id).state == QUEUED  # the next start retries it
 
 
 def test_retry_delays_grow_and_are_bounded():
@@ -97,4 +108,4 @@ def test_a_read_failure_is_final(tmp_path):
     d = dispatch.Dispatcher(ledger, FakePool([bad]))
     d.fill()
     d.pump(0.0)
-    assert ledger.row(row_id).state == L.FAILED
+    assert ledger.row(row_id).state == FAILED

@@ -36,8 +36,12 @@ def test_freeze_keeps_astropys_values_and_is_idempotent():
 
 
 def test_cards_parse_and_format_the_same_after_freeze():
-    images = ["OBJECT  = 'M42     '           / target", "DP1     = 'AXIS.1: 1'",
-              "HISTORY a history line", "TELALT  =     45.5 / deg"]
+    images = [
+        "OBJECT  = 'M42     '           / target",
+        "DP1     = 'AXIS.1: 1'",
+        "HISTORY a history line",
+        "TELALT  =     45.5 / deg",
+    ]
     fitsconf.freeze()
     for image in images:
         card = fits.Card.fromstring(image)

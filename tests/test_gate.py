@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from conftest import tiny_raw
-from modsingest.service import gate as G
+from modsingest.service import gate
 from modsingest.service.ledger import Fingerprint
 
 POLL, GRACE, TIMEOUT = 0.5, 3.0, 10.0
@@ -29,17 +29,22 @@ class Harness:
 
     def __init__(self, settled=(), final_sources=frozenset()):
         self.clock = Clock()
-        self.file: G.Look | None = None
+        self.file: gate.Look | None = None
         self.looks = 0
         self.ready: list[tuple[Fingerprint, bool]] = []
         self.incomplete: list[tuple[Fingerprint, str]] = []
         self.settled = set(settled)
-        self.gate = G.Gate(
-            poll_interval=POLL, conpars_grace=GRACE, incomplete_timeout=TIMEOUT,
-            final_sources=final_sources, is_settled=lambda p, fp: fp in self.settled,
+        self.gate = gate.Gate(
+            poll_interval=POLL,
+            conpars_grace=GRACE,
+            incomplete_timeout=TIMEOUT,
+            final_sources=final_sources,
+            is_settled=lambda p, fp: fp in self.settled,
             on_ready=lambda c, fp, conpars: self.ready.append((fp, conpars)),
             on_incomplete=lambda c, fp, why: self.incomplete.append((fp, why)),
-            look=self._look, clock=self.clock, wall=lambda: 5.0,
+            look=self._look,
+            clock=self.clock,
+            wall=lambda: 5.0,
         )
 
     def _look(self, path):
@@ -56,7 +61,7 @@ class Harness:
 
 
 def complete(fp=FP, conpars=True):
-    return G.Look(fp, True, conpars)
+    return gate.Look(fp, True, conpars)
 
 
 def test_complete_file_passes_after_two_looks_a_poll_interval_apart():
@@ -78,7 +83,7 @@ def test_a_close_of_a_complete_file_with_conpars_passes_on_the_next_quick_look()
     h.gate.hint("/r/a.fits", "closed")
     h.gate.run_due()
     assert h.ready == [] and h.looks == 1
-    h.run_for(G.CLOSE_RELOOK, step=0.001)
+    h.run_for(gate.CLOSE_RELOOK, step=0.001)
     assert h.ready == [(FP, True)] and h.looks == 2  # long before the settle time
 
 
@@ -99,7 +104,7 @@ def test_a_late_close_does_not_pass_content_that_changes_right_after():
     h.gate.hint("/r/a.fits", "closed")  # the old file's close, reported late
     h.gate.run_due()
     h.file = complete(FP_B)  # the mode change: a new fingerprint
-    h.run_for(G.CLOSE_RELOOK, step=0.001)
+    h.run_for(gate.CLOSE_RELOOK, step=0.001)
     assert h.ready == []  # FP was never delivered
     h.gate.hint("/r/a.fits", "closed")  # the final close
     h.gate.run_due()
@@ -115,14 +120,14 @@ def test_a_close_without_conpars_still_waits_for_the_second_pass():
     assert h.ready == []
     h.file = complete(FP_B, conpars=True)  # the second pass renames the full file in place
     h.gate.hint("/r/a.fits", "closed")
-    h.run_for(G.CLOSE_RELOOK, step=0.001)
+    h.run_for(gate.CLOSE_RELOOK, step=0.001)
     assert h.ready == [(FP_B, True)]
 
 
 def test_a_close_of_an_incomplete_file_does_not_pass_it_later():
     """The close flag answers one look only: a later complete look must be stable first."""
     h = Harness(final_sources=frozenset({"closed"}))
-    h.file = G.Look(None, False, False, "IM3 data cut short")
+    h.file = gate.Look(None, False, False, "IM3 data cut short")
     h.gate.hint("/r/a.fits", "closed")
     h.gate.run_due()
     h.file = complete()
@@ -138,7 +143,7 @@ def test_only_a_writer_done_hint_takes_the_fast_path(source):
     h = Harness(final_sources=frozenset({"closed"}))
     h.file = complete()
     h.gate.hint("/r/a.fits", source)
-    h.run_for(2 * G.CLOSE_RELOOK, step=0.001)
+    h.run_for(2 * gate.CLOSE_RELOOK, step=0.001)
     assert h.ready == []
 
 
@@ -146,7 +151,7 @@ def test_without_final_sources_a_close_waits_like_any_hint():
     h = Harness()  # watch.pass_on_close: no
     h.file = complete()
     h.gate.hint("/r/a.fits", "closed")
-    h.run_for(2 * G.CLOSE_RELOOK, step=0.001)
+    h.run_for(2 * gate.CLOSE_RELOOK, step=0.001)
     assert h.ready == []
     h.run_for(POLL + 0.1)
     assert h.ready == [(FP, True)]
@@ -170,7 +175,7 @@ def test_two_pass_write_waits_for_conpars():
     h.run_for(GRACE - 0.5)
     assert h.ready == []
     assert h.gate.counts()["waiting_for_conpars"] == 1
-    h.file = G.Look(None, False, False, "CONPARS data cut short")  # second pass under way
+    h.file = gate.Look(None, False, False, "CONPARS data cut short")  # second pass under way
     h.run_for(0.3)
     h.file = complete(FP_B, conpars=True)
     h.run_for(0.1)
@@ -202,7 +207,7 @@ def test_zero_grace_still_needs_stability():
 
 def test_incomplete_file_reported_after_timeout_once():
     h = Harness()
-    h.file = G.Look(FP, False, False, "/r/a.fits: file is empty")
+    h.file = gate.Look(FP, False, False, "/r/a.fits: file is empty")
     h.gate.hint("/r/a.fits", "event")
     h.run_for(TIMEOUT - 0.2)
     assert h.incomplete == []
@@ -214,7 +219,7 @@ def test_incomplete_file_reported_after_timeout_once():
 
 def test_incomplete_that_completes_in_time_passes():
     h = Harness()
-    h.file = G.Look(FP, False, False, "IM3 data cut short")
+    h.file = gate.Look(FP, False, False, "IM3 data cut short")
     h.gate.hint("/r/a.fits", "event")
     h.run_for(TIMEOUT - 1)
     h.file = complete(FP_B)
@@ -304,19 +309,19 @@ def test_look_at_real_files(tmp_path):
     data = tiny_raw()
     path = tmp_path / "mods1b.20260102.0001.fits"
     path.write_bytes(data)
-    seen = G.look(str(path))
+    seen = gate.look(str(path))
     assert seen.complete and seen.has_conpars and seen.problem is None
     assert seen.fingerprint == Fingerprint.of(os.stat(path))
     path.write_bytes(data[: len(data) - 2880])  # CONPARS header written, its data not yet
-    seen = G.look(str(path))
+    seen = gate.look(str(path))
     assert not seen.complete and "cut short" in seen.problem
     path.write_bytes(tiny_raw(conpars=False))
-    seen = G.look(str(path))
+    seen = gate.look(str(path))
     assert seen.complete and not seen.has_conpars
     path.unlink()
-    assert G.look(str(path)) is None
+    assert gate.look(str(path)) is None
     os.mkfifo(path)  # would block a reader forever
-    seen = G.look(str(path))
+    seen = gate.look(str(path))
     assert not seen.complete and "not a regular file" in seen.problem
 
 
@@ -329,10 +334,15 @@ def test_gate_loop_thread_with_a_two_pass_file(tmp_path):
         got.append((c.path, fp, conpars))
         ready.set()
 
-    gate = G.Gate(poll_interval=0.05, conpars_grace=30.0, incomplete_timeout=30.0,
-                  is_settled=lambda p, fp: False, on_ready=on_ready,
-                  on_incomplete=lambda *a: None)
-    loop = G.GateLoop(gate)
+    the_gate = gate.Gate(
+        poll_interval=0.05,
+        conpars_grace=30.0,
+        incomplete_timeout=30.0,
+        is_settled=lambda p, fp: False,
+        on_ready=on_ready,
+        on_incomplete=lambda *a: None,
+    )
+    loop = gate.GateLoop(the_gate)
     loop.start()
     try:
         path = tmp_path / "mods1b.20260102.0001.fits"

@@ -2,7 +2,8 @@
 
 import pytest
 from astropy.io import fits
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modsingest.processing.geometry import (
     GeometryError,
@@ -65,8 +66,11 @@ CASES = {
 def readout(epoch, naxis1, naxis2, binning):
     ref_x = 4146 if epoch == 2026 else 4144
     return Readout.from_cards(
-        ref_pix1=ref_x, ref_pix2=1544, ccdsum=f"{binning[0]} {binning[1]}",
-        naxis1=naxis1, naxis2=naxis2,
+        ref_pix1=ref_x,
+        ref_pix2=1544,
+        ccdsum=f"{binning[0]} {binning[1]}",
+        naxis1=naxis1,
+        naxis2=naxis2,
     )
 
 
@@ -119,11 +123,17 @@ def test_merged_section_and_wcs():
 
 readouts = st.builds(
     lambda xb, yb, half_w, half_h, epoch: Readout(
-        ref_x=4146 if epoch else 4144, ref_y=1544, xbin=xb, ybin=yb,
-        data_cols=half_w // xb, rows=half_h // yb,
+        ref_x=4146 if epoch else 4144,
+        ref_y=1544,
+        xbin=xb,
+        ybin=yb,
+        data_cols=half_w // xb,
+        rows=half_h // yb,
     ),
-    st.sampled_from([1, 2]), st.sampled_from([1, 2]),
-    st.integers(1, 2072).map(lambda n: 2 * n), st.integers(1, 772).map(lambda n: 2 * n),
+    st.sampled_from([1, 2]),
+    st.sampled_from([1, 2]),
+    st.integers(1, 2072).map(lambda n: 2 * n),
+    st.integers(1, 772).map(lambda n: 2 * n),
     st.booleans(),
 )
 

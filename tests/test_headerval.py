@@ -70,8 +70,25 @@ def test_degrees_from_numbers_decimal_and_sexagesimal(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["NOCOMM", "", " ", "12:60:00", "12:30:60", "12:30.5:10", "1:2:3:4", "45d12m", "nan", "inf",
-     "++45", "4500:00:00", True, False, None, 10**400, [45]],
+    [
+        "NOCOMM",
+        "",
+        " ",
+        "12:60:00",
+        "12:30:60",
+        "12:30.5:10",
+        "1:2:3:4",
+        "45d12m",
+        "nan",
+        "inf",
+        "++45",
+        "4500:00:00",
+        True,
+        False,
+        None,
+        10**400,
+        [45],
+    ],
 )
 def test_degrees_refuses_unusable_values(value):
     with pytest.raises(ValueError):
@@ -93,8 +110,20 @@ def test_degrees_raises_only_valueerror(value):
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(1, True), (0, False), ("1", True), ("0", False), ("T", True), ("F", False), ("t", True),
-     (" f ", False), ("TRUE", True), ("false", False), (True, True), (False, False)],
+    [
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("0", False),
+        ("T", True),
+        ("F", False),
+        ("t", True),
+        (" f ", False),
+        ("TRUE", True),
+        ("false", False),
+        (True, True),
+        (False, False),
+    ],
 )
 def test_logical_understands_mods_spellings(value, expected):
     assert hv.logical(value) is expected
@@ -129,7 +158,9 @@ def test_time_of_day(text, expected):
     assert hv.time_of_day(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "24:00:00", "12:60:00", "12:00:60", "12:00", "12:00:00.", "ab:cd:ef", "1:2:3"])
+@pytest.mark.parametrize(
+    "text", ["", "24:00:00", "12:60:00", "12:00:60", "12:00", "12:00:00.", "ab:cd:ef", "1:2:3"]
+)
 def test_time_of_day_refuses(text):
     with pytest.raises(ValueError):
         hv.time_of_day(text)
@@ -151,8 +182,14 @@ def test_date_time_carries_1000_into_next_second_minute_hour_date(day, clock, ex
 
 @pytest.mark.parametrize(
     "day, clock",
-    [("2026-02-30", "00:00:00"), ("2026-13-01", "00:00:00"), ("0000-01-01", "00:00:00"),
-     ("9999-12-31", "23:59:59.1000"), ("2026-1-2", "00:00:00"), ("20260102", "00:00:00")],
+    [
+        ("2026-02-30", "00:00:00"),
+        ("2026-13-01", "00:00:00"),
+        ("0000-01-01", "00:00:00"),
+        ("9999-12-31", "23:59:59.1000"),
+        ("2026-1-2", "00:00:00"),
+        ("20260102", "00:00:00"),
+    ],
 )
 def test_date_time_refuses_impossible_dates(day, clock):
     with pytest.raises(ValueError):
@@ -170,8 +207,11 @@ def test_date_time_raises_only_valueerror(day, clock):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("2025-12-10", ("2025-12-10", None)), ("2025-12-10T19:08:07.251", ("2025-12-10", "19:08:07.251")),
-     (" 2025-12-10T ", ("2025-12-10", ""))],
+    [
+        ("2025-12-10", ("2025-12-10", None)),
+        ("2025-12-10T19:08:07.251", ("2025-12-10", "19:08:07.251")),
+        (" 2025-12-10T ", ("2025-12-10", "")),
+    ],
 )
 def test_split_date_obs(text, expected):
     assert hv.split_date_obs(text) == expected
@@ -210,4 +250,7 @@ def test_resolve_channel_falls_back_to_file_name_with_a_warning():
 def test_resolve_channel_unknown():
     channel, warning = hv.resolve_channel("TESTCAM", "m1bTest.0001.fits")
     assert channel is None
-    assert warning == "INSTRUME 'TESTCAM' is not a MODS channel and the file name 'm1bTest.0001.fits' names no MODS channel"
+    assert (
+        warning
+        == "INSTRUME 'TESTCAM' is not a MODS channel and the file name 'm1bTest.0001.fits' names no MODS channel"
+    )

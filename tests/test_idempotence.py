@@ -24,11 +24,21 @@ def process(layout, path):
 
 def test_processing_a_processed_file_gives_the_same_file(layout, tmp_path):
     raw = layout["raw"] / "mods1b.20260102.0001.fits"
-    raw.write_bytes(tiny_raw(primary_cards={
-        "TELRA": "05:35:17.3", "TELDEC": "-05:23:28", "LBTWLINK": "1", "IMAGETYP": "object",
-        "UTC-OBS": "23:59:59.1000", "DATE-OBS": "2025-12-31", "NSTYPE": "", "TELALT": "+45:30:00",
-        "NONSIDER": 0,
-    }))
+    raw.write_bytes(
+        tiny_raw(
+            primary_cards={
+                "TELRA": "05:35:17.3",
+                "TELDEC": "-05:23:28",
+                "LBTWLINK": "1",
+                "IMAGETYP": "object",
+                "UTC-OBS": "23:59:59.1000",
+                "DATE-OBS": "2025-12-31",
+                "NSTYPE": "",
+                "TELALT": "+45:30:00",
+                "NONSIDER": 0,
+            }
+        )
+    )
     process(layout, raw)
     first = layout["newdata"] / raw.name
     again = tmp_path / "again" / raw.name

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from modsingest.service import ledger as L
-from modsingest.service.ledger import Fingerprint, Ledger
+from modsingest.service.ledger import (
+    DELIVERED,
+    FAILED,
+    INCOMPLETE,
+    PROCESSING,
+    QUEUED,
+    SCHEMA_VERSION,
+    SUPERSEDED,
+    AlreadyRunning,
+    Fingerprint,
+    Ledger,
+    channel_of,
+    lock_service,
+    name_night,
+    night_of,
+    observing_night,
+    open_existing,
+    path_of,
+    service_running,
+)
 
 
 @pytest.fixture
@@ -25,25 +43,32 @@ RAW = "/data/mods1b/mods1b.20260102.0001.fits"
 
 
 def queue(led, path=RAW, fp=FP1, **kw):
-    return led.enqueue(path, fp, seen_at=kw.pop("seen_at", 100.0), conpars=kw.pop("conpars", True),
-                       sources=kw.pop("sources", {"event"}), **kw)
+    return led.enqueue(
+        path,
+        fp,
+        seen_at=kw.pop("seen_at", 100.0),
+        conpars=kw.pop("conpars", True),
+        sources=kw.pop("sources", {"event"}),
+        **kw,
+    )
 
 
 def deliver(led, row_id, name="x.fits"):
-    return led.delivered(row_id, name=name, outputs=["/p/x", "/n/x"], channel="MODS1B",
-                         warnings=["geometry: w"], seconds=0.5)
+    return led.delivered(
+        row_id, name=name, outputs=["/p/x", "/n/x"], channel="MODS1B", warnings=["geometry: w"], seconds=0.5
+    )
 
 
 def test_wal_mode_and_schema_version(ledger, tmp_path):
-    db = sqlite3.connect(L.path_of(tmp_path))
+    db = sqlite3.connect(path_of(tmp_path))
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == L.SCHEMA_VERSION
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
 
 
 def test_refuses_a_newer_schema(tmp_path):
-    db = sqlite3.connect(L.path_of(tmp_path))
-    db.execute(f"PRAGMA user_version={L.SCHEMA_VERSION + 1}")
+    db = sqlite3.connect(path_of(tmp_path))
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(RuntimeError, match="newer"):
         Ledger(tmp_path)
@@ -54,14 +79,14 @@ def test_reopen_keeps_rows(tmp_path):
     rid = queue(led)
     led.close()
     led = Ledger(tmp_path)
-    assert led.row(rid).state == L.QUEUED
+    assert led.row(rid).state == QUEUED
     led.close()
 
 
 def test_enqueue_records_the_file(ledger):
     rid = queue(ledger, sources={"rescan", "event"})
     row = ledger.row(rid)
-    assert row.state == L.QUEUED and row.current
+    assert row.state == QUEUED and row.current
     assert row.fingerprint == FP1
     assert row.name == "mods1b.20260102.0001.fits"
     assert row.night == "20260102"
@@ -82,11 +107,11 @@ def test_delivered_content_is_not_queued_again_unless_forced(ledger):
     deliver(ledger, rid)
     assert ledger.is_delivered(RAW, FP1)
     assert queue(ledger) is None
-    assert ledger.row(rid).state == L.DELIVERED
+    assert ledger.row(rid).state == DELIVERED
     again = queue(ledger, force=True, seen_at=200.0)
     assert again == rid  # one row per fingerprint: the replay reuses it
     row = ledger.row(rid)
-    assert row.state == L.QUEUED and row.seen_at == 200.0
+    assert row.state == QUEUED and row.seen_at == 200.0
 
 
 def test_failed_content_waits_for_a_change(ledger):
@@ -102,8 +127,8 @@ def test_failed_content_waits_for_a_change(ledger):
 def test_new_fingerprint_supersedes_a_queued_row(ledger):
     old = queue(ledger)
     new = queue(ledger, fp=FP2)
-    assert ledger.row(old).state == L.SUPERSEDED and not ledger.row(old).current
-    assert ledger.row(new).state == L.QUEUED and ledger.row(new).current
+    assert ledger.row(old).state == SUPERSEDED and not ledger.row(old).current
+    assert ledger.row(new).state == QUEUED and ledger.row(new).current
     assert [r.id for r in ledger.rows()] == [new]
     assert len(ledger.rows(current_only=False)) == 2
 
@@ -113,7 +138,7 @@ def test_new_fingerprint_keeps_delivered_history(ledger):
     ledger.claim(set(), 1)
     deliver(ledger, old)
     new = queue(ledger, fp=FP2)  # e.g. touch: replay
-    assert ledger.row(old).state == L.DELIVERED and not ledger.row(old).current
+    assert ledger.row(old).state == DELIVERED and not ledger.row(old).current
     assert ledger.current(RAW).id == new
 
 
@@ -125,7 +150,7 @@ def test_claim_hands_out_one_row_per_path(ledger):
     deliver(ledger, a)
     got = ledger.claim(set(), 5)
     assert [r.fingerprint for r in got] == [FP2]
-    assert got[0].state == L.PROCESSING and got[0].attempts == 1
+    assert got[0].state == PROCESSING and got[0].attempts == 1
 
 
 def test_claim_oldest_first_and_limit(ledger):
@@ -168,8 +193,8 @@ def test_recover_requeues_interrupted_work(ledger):
     queue(ledger, path="/r/b.fits", fp=FP2)  # b changed while being processed
     recovered = ledger.recover()
     assert {r.id for r in recovered} == {a, b}
-    assert ledger.row(a).state == L.QUEUED
-    assert ledger.row(b).state == L.SUPERSEDED  # its newer version is queued instead
+    assert ledger.row(a).state == QUEUED
+    assert ledger.row(b).state == SUPERSEDED  # its newer version is queued instead
     assert ledger.current("/r/b.fits").fingerprint == FP2
     assert ledger.row(a).attempts == 1
 
@@ -179,10 +204,10 @@ def test_retry_then_fail_when_workers_keep_dying(ledger):
     for attempt in (1, 2):
         ledger.claim(set(), 1)
         row = ledger.retry_or_fail(rid, "worker died (signal 9)", max_attempts=3)
-        assert row.state == L.QUEUED and row.attempts == attempt
+        assert row.state == QUEUED and row.attempts == attempt
     ledger.claim(set(), 1)
     row = ledger.retry_or_fail(rid, "worker died (signal 9)", max_attempts=3)
-    assert row.state == L.FAILED
+    assert row.state == FAILED
     assert "after 3 attempts" in row.reason
 
 
@@ -191,13 +216,13 @@ def test_release_does_not_count_the_attempt(ledger):
     ledger.claim(set(), 1)
     ledger.release(rid)
     row = ledger.row(rid)
-    assert row.state == L.QUEUED and row.attempts == 0 and row.started_at is None
+    assert row.state == QUEUED and row.attempts == 0 and row.started_at is None
 
 
 def test_incomplete_is_reported_and_settled(ledger):
     rid = ledger.mark_incomplete(RAW, FP1, f"{RAW}: file is empty", seen_at=100.0)
     row = ledger.row(rid)
-    assert row.state == L.INCOMPLETE and "empty" in row.reason and row.finished_at
+    assert row.state == INCOMPLETE and "empty" in row.reason and row.finished_at
     assert ledger.is_settled(RAW, FP1)
     # the file completes later: a new fingerprint, queued, and current
     new = queue(ledger, fp=FP2)
@@ -242,17 +267,17 @@ def test_service_info_and_requests(ledger):
 
 
 def test_one_service_per_state_directory(tmp_path):
-    assert not L.service_running(tmp_path)
-    fd = L.lock_service(tmp_path)
+    assert not service_running(tmp_path)
+    fd = lock_service(tmp_path)
     try:
-        assert L.service_running(tmp_path)
-        with pytest.raises(L.AlreadyRunning):
-            L.lock_service(tmp_path)
+        assert service_running(tmp_path)
+        with pytest.raises(AlreadyRunning):
+            lock_service(tmp_path)
     finally:
         import os
 
         os.close(fd)
-    assert not L.service_running(tmp_path)
+    assert not service_running(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -264,18 +289,18 @@ def test_one_service_per_state_directory(tmp_path):
     ],
 )
 def test_observing_night(utc, night):
-    when = datetime.fromisoformat(utc).replace(tzinfo=timezone.utc).timestamp()
-    assert L.observing_night(when) == night
+    when = datetime.fromisoformat(utc).replace(tzinfo=UTC).timestamp()
+    assert observing_night(when) == night
 
 
 def test_names():
-    assert L.name_night("mods2r.20251210.0009.fits") == "20251210"
-    assert L.name_night("m1bTest.0001.fits") is None
-    assert L.night_of("m1bTest.0001.fits", datetime(2026, 1, 2, 20, tzinfo=timezone.utc).timestamp()) == "20260103"
-    assert L.channel_of("mods2r.20251210.0009.fits") == "MODS2R"
-    assert L.channel_of("m1bTest.0001.fits") is None
+    assert name_night("mods2r.20251210.0009.fits") == "20251210"
+    assert name_night("m1bTest.0001.fits") is None
+    assert night_of("m1bTest.0001.fits", datetime(2026, 1, 2, 20, tzinfo=UTC).timestamp()) == "20260103"
+    assert channel_of("mods2r.20251210.0009.fits") == "MODS2R"
+    assert channel_of("m1bTest.0001.fits") is None
 
 
 def test_open_existing_does_not_create(tmp_path):
-    assert L.open_existing(tmp_path) is None
-    assert not L.path_of(tmp_path).exists()
+    assert open_existing(tmp_path) is None
+    assert not path_of(tmp_path).exists()

@@ -28,12 +28,27 @@ def test_bad_files_are_refused_and_good_ones_delivered(layout, capsys):
     empty = write_raw(layout, "mods1b.20260102.0003.fits", b"")
     notfits = write_raw(layout, "mods1b.20260102.0004.fits", b"hello world\n" * 300)
     good2 = write_raw(layout, "mods1b.20260102.0005.fits", tiny_raw(seed=9))
-    rc = main(["process", "--config", str(layout["config"]), str(good), str(truncated), str(empty), str(notfits), str(good2)])
+    rc = main(
+        [
+            "process",
+            "--config",
+            str(layout["config"]),
+            str(good),
+            str(truncated),
+            str(empty),
+            str(notfits),
+            str(good2),
+        ]
+    )
     err = capsys.readouterr().err.splitlines()
     assert rc == 1
     assert sorted(p.name for p in layout["newdata"].glob("*.fits")) == [good.name, good2.name]
-    for path, why in ((truncated, "file cut at byte"), (empty, "file is empty"), (notfits, "not a FITS file")):
-        line = next(l for l in err if str(path) in l)
+    for path, why in (
+        (truncated, "file cut at byte"),
+        (empty, "file is empty"),
+        (notfits, "not a FITS file"),
+    ):
+        line = next(line for line in err if str(path) in line)
         assert why in line
     assert err[-1] == "modsingest: 3 of 5 file(s) not delivered"
 
@@ -46,8 +61,11 @@ def test_raw_file_is_never_modified(layout):
 
 
 def test_console_script_exit_status_and_one_line_reason(layout):
-    rc = subprocess.run([str(BIN), "process", "--config", str(layout["config"]), "/nonexistent.fits"],
-                        capture_output=True, text=True)
+    rc = subprocess.run(
+        [str(BIN), "process", "--config", str(layout["config"]), "/nonexistent.fits"],
+        capture_output=True,
+        text=True,
+    )
     assert rc.returncode == 1
     assert rc.stderr.splitlines()[0].startswith("modsingest: /nonexistent.fits: cannot read")
 
@@ -84,6 +102,7 @@ def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monk
     def exploding_renderer(amps, readout, offsets):
         def render(first, stop, out):
             raise MemoryError("simulated")
+
         return render
 
     monkeypatch.setattr(merged_step, "make_renderer", exploding_renderer)
@@ -99,8 +118,8 @@ def test_merged_failing_while_rendering_still_delivers_the_raw_data(layout, monk
 def test_publish_errors_are_retryable_and_read_errors_are_not(layout, monkeypatch):
     import errno
 
-    from modsingest.processing import publish
     from modsingest.config import load
+    from modsingest.processing import publish
     from modsingest.processing.pipeline import Pipeline
 
     pipe = Pipeline(load(layout["config"]))

@@ -55,7 +55,8 @@ def test_only_the_processed_copy_leaves_the_page_cache_after_its_fsync(layout, m
     assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
     assert events.index(("fsync", fd)) < events.index(advised[0])  # durable first
     assert (layout["processed"] / "20260102" / d.name).read_bytes() == (
-        layout["newdata"] / d.name).read_bytes()
+        layout["newdata"] / d.name
+    ).read_bytes()
 
 
 def test_same_exposure_again_replaces(layout):

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from modsingest import config
-from modsingest.service import replay
-from modsingest.service import ledger as L
 from modsingest import sim as simulate
+from modsingest.service import replay
+from modsingest.service.ledger import DELIVERED, Fingerprint, Ledger, service_running
 from servicekit import Agent, write_config
 
 NIGHT = "20260102"
@@ -24,7 +24,9 @@ def raw_file(directory, seq, channel="mods1b", **kw):
 def run_replay(cfg, *args):
     return subprocess.run(
         [sys.executable, "-m", "modsingest.cli", "replay", "--config", str(cfg), *args],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -35,9 +37,9 @@ def site(tmp_path):
 
 
 def delivered(settings):
-    led = L.Ledger(settings.paths.state)
+    led = Ledger(settings.paths.state)
     try:
-        return [r for r in led.rows(current_only=False) if r.state == L.DELIVERED]
+        return [r for r in led.rows(current_only=False) if r.state == DELIVERED]
     finally:
         led.close()
 
@@ -54,9 +56,9 @@ def test_select_by_night_and_by_name(site):
     paths, missing = replay.select(settings, NIGHT, [])
     assert paths == [a, b] and missing == []
     # a file with another root belongs to the night the ledger gave it
-    led = L.Ledger(settings.paths.state)
+    led = Ledger(settings.paths.state)
     seen = 1767369600.0  # 2026-01-02T16:00Z, observing night 20260102
-    led.mark_incomplete(odd, L.Fingerprint(1, 1, 1, 1), "x", seen_at=seen)
+    led.mark_incomplete(odd, Fingerprint(1, 1, 1, 1), "x", seen_at=seen)
     led.close()
     paths, _ = replay.select(settings, NIGHT, [])
     assert odd in paths
@@ -85,7 +87,7 @@ def test_replay_without_service_delivers_and_redelivers(site):
     after = {r.path: r for r in delivered(settings)}
     assert after[str(files[0])].finished_at > before[str(files[0])]
     assert after[str(files[1])].finished_at == before[str(files[1])]
-    assert not L.service_running(settings.paths.state)  # the lock was given back
+    assert not service_running(settings.paths.state)  # the lock was given back
 
 
 def test_replay_reports_incomplete_and_missing_files(site):
@@ -112,15 +114,14 @@ def test_replay_goes_through_a_running_service(tmp_path):
     agent = Agent(tmp_path, "poll", workers=1)
     try:
         agent.start()
-        path = simulate.write(simulate.ExposureSpec(channel="mods1b", seq=1, roi="1k"),
-                              agent.raw["mods1b"])
+        path = simulate.write(simulate.ExposureSpec(channel="mods1b", seq=1, roi="1k"), agent.raw["mods1b"])
         first = agent.wait_delivered(1)[0]
         out = run_replay(agent.config, str(path))
         assert out.returncode == 0, out.stdout + out.stderr
         assert "asked the running service" in out.stderr
         assert "replay: 1 of 1 file(s) delivered" in out.stdout
         row = agent.current(path)
-        assert row.id == first.id and row.state == L.DELIVERED
+        assert row.id == first.id and row.state == DELIVERED
         assert row.finished_at > first.finished_at
         assert "replay" in row.sources
         assert agent.delivered_lines() == [path.name, path.name]  # by the service itself

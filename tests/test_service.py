@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
-from modsingest import config, sim as simulate
-from modsingest.service import ledger as L
+from modsingest import config
+from modsingest import sim as simulate
 from modsingest.service.agent import Service
+from modsingest.service.ledger import DELIVERED, Ledger
 from servicekit import wait_for, write_config
 
 
@@ -63,12 +64,13 @@ def running(tmp_path):
 
 def delivered(svc, count):
     def check():
-        led = L.Ledger(svc.settings.paths.state)
+        led = Ledger(svc.settings.paths.state)
         try:
-            rows = [r for r in led.rows() if r.state == L.DELIVERED]
+            rows = [r for r in led.rows() if r.state == DELIVERED]
         finally:
             led.close()
         return rows if len(rows) >= count else None
+
     return wait_for(check, 60, f"{count} deliveries")
 
 
@@ -91,7 +93,7 @@ def test_notifications_metrics_and_a_clean_stop(running):
     t.join(30)
     assert result["code"] == 0
     assert n.names()[-1] == "stopping"
-    led = L.Ledger(svc.settings.paths.state)
+    led = Ledger(svc.settings.paths.state)
     info = led.info()
     led.close()
     assert info["heartbeat"] is None and info["stopped"]
@@ -102,8 +104,7 @@ def test_a_dead_gate_thread_is_restarted(running):
     old = svc.gate_loop
     old._hints.put(("too", "many", "values", "here"))  # a bug in the gate thread
     wait_for(lambda: not old.is_alive(), 10, "the gate thread to die")
-    wait_for(lambda: svc.gate_loop is not old and svc.gate_loop.is_alive(), 10,
-             "a new gate thread")
+    wait_for(lambda: svc.gate_loop is not old and svc.gate_loop.is_alive(), 10, "a new gate thread")
     write(svc, 2)
     delivered(svc, 1)
 
@@ -133,7 +134,7 @@ def test_files_found_only_by_rescans_are_counted_and_blindness_said(running, tmp
     delivered(svc, 1)
     wait_for(lambda: svc.metrics.named("found_by_rescan"), 10, "the rescan count")
     assert svc.metrics.named("set_inotify_blind") == [("set_inotify_blind", True)]
-    led = L.Ledger(svc.settings.paths.state)
+    led = Ledger(svc.settings.paths.state)
     info = led.info()
     led.close()
     assert info["found_by_rescan"] == 1

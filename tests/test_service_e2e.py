@@ -15,9 +15,9 @@ import time
 import pytest
 from astropy.io import fits
 
-from modsingest.fits import scan as fitscheck
-from modsingest.service import ledger as L
 from modsingest import sim as simulate
+from modsingest.fits import scan as fitscheck
+from modsingest.service.ledger import DELIVERED, INCOMPLETE, PROCESSING
 from servicekit import Agent, PartialWatch, wait_for
 
 MODES = ["inotify", "poll"]
@@ -57,8 +57,9 @@ def test_two_pass_write_is_delivered_once_with_conpars(agent_factory, method):
         assert fitscheck.scan(path).complete and not fitscheck.scan(path).has_conpars
         seen_first_pass.append(path)
 
-    path = simulate.write(spec(), agent.raw["mods1b"], two_pass=True, pause=1.0,
-                          after_first_pass=first_pass_done)
+    path = simulate.write(
+        spec(), agent.raw["mods1b"], two_pass=True, pause=1.0, after_first_pass=first_pass_done
+    )
     assert seen_first_pass
     rows = agent.wait_delivered(1)
     assert [r.path for r in rows] == [str(path)]
@@ -68,7 +69,7 @@ def test_two_pass_write_is_delivered_once_with_conpars(agent_factory, method):
     out = agent.newdata / path.name
     assert conpars_rows(out) > 100  # the real table, not the empty stand-in
     # exactly one delivery of this file: none from the first pass
-    assert [r for r in agent.rows(path) if r.state == L.DELIVERED] == [row]
+    assert [r for r in agent.rows(path) if r.state == DELIVERED] == [row]
     assert agent.delivered_lines() == [path.name]
     assert (agent.newdata / "MODS1B.new").read_text() == f"{path.name}\n"
     assert agent.stop() < 30
@@ -129,7 +130,7 @@ def test_kill9_mid_burst_then_restart_delivers_everything_once(agent_factory, me
         writer.start()
         agent.wait_delivered(8, timeout=60)
         agent.kill9()  # in the middle: workers busy, files queued, files still arriving
-        killed_with = {r.path for r in agent.rows() if r.state == L.PROCESSING}
+        killed_with = {r.path for r in agent.rows() if r.state == PROCESSING}
         agent.start()
         writer.join(60)
         agent.wait_delivered(40, timeout=120)
@@ -141,7 +142,7 @@ def test_kill9_mid_burst_then_restart_delivers_everything_once(agent_factory, me
     assert sorted(lines) == sorted(p.name for p in paths), "a file was delivered twice"
     # what the crash interrupted was redone by the second run
     for path in killed_with:
-        assert agent.current(path).state == L.DELIVERED
+        assert agent.current(path).state == DELIVERED
     assert [p.name for p in agent.newdata_files()] == sorted(p.name for p in paths)
     assert agent.hidden_files() == []
     for p in agent.newdata_files():
@@ -157,20 +158,19 @@ def test_replay_by_touch_and_utime(agent_factory, method):
     out = agent.newdata / path.name
 
     def deliveries():
-        return [r for r in agent.rows(path) if r.state == L.DELIVERED]
+        return [r for r in agent.rows(path) if r.state == DELIVERED]
 
     ways = [
         ("GNU touch", lambda: subprocess.run(["touch", str(path)], check=True)),
-        ("touch -c", lambda: subprocess.run(["touch", "-c", "-d", "2 minutes ago", str(path)],
-                                            check=True)),
+        ("touch -c", lambda: subprocess.run(["touch", "-c", "-d", "2 minutes ago", str(path)], check=True)),
         ("os.utime", lambda: os.utime(path, (time.time() - 60, time.time() - 60))),
     ]
     for n, (how, do) in enumerate(ways, start=2):
         inode = out.stat().st_ino
         do()
-        wait_for(lambda: len(deliveries()) == n, 30, f"a replay after {how}")
+        wait_for(lambda n=n: len(deliveries()) == n, 30, f"a replay after {how}")
         assert out.stat().st_ino != inode, f"{how}: output not replaced"
-    assert agent.current(path).state == L.DELIVERED
+    assert agent.current(path).state == DELIVERED
     # nothing else happened to the file: four deliveries logged, no more (the ledger is
     # written before the log line, so wait for the fourth line before counting)
     wait_for(lambda: len(agent.delivered_lines()) >= 4, 10, "the fourth delivery line")
@@ -199,7 +199,7 @@ def test_bad_files_are_reported_while_good_files_flow(agent_factory, method):
     assert (agent.newdata / "m1rTest.0001.fits").exists()
 
     def reported():
-        rows = {r.name: r for r in agent.rows() if r.current and r.state == L.INCOMPLETE}
+        rows = {r.name: r for r in agent.rows() if r.current and r.state == INCOMPLETE}
         return rows if set(rows) == set(bad) else None
 
     rows = wait_for(reported, 30, "the three bad files to be reported")
@@ -214,7 +214,9 @@ def test_bad_files_are_reported_while_good_files_flow(agent_factory, method):
     # status shows every problem with its reason
     status = subprocess.run(
         [os.sys.executable, "-m", "modsingest.cli", "status", "--config", str(agent.config)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for name in bad:
         assert name in status
@@ -249,10 +251,13 @@ def test_udp_duplicate_proc_is_ignored(agent_factory):
     agent.wait_delivered(1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(f"proc /home/data/{path.name}".encode(), ("127.0.0.1", port))
-    wait_for(lambda: "ignored: already delivered and unchanged" in agent.log_text(), 10,
-             "the duplicate to be ignored")
+    wait_for(
+        lambda: "ignored: already delivered and unchanged" in agent.log_text(),
+        10,
+        "the duplicate to be ignored",
+    )
     assert agent.delivered_lines() == [path.name]
-    assert len([r for r in agent.rows(path) if r.state == L.DELIVERED]) == 1
+    assert len([r for r in agent.rows(path) if r.state == DELIVERED]) == 1
     assert agent.stop() < 30
 
 
@@ -279,13 +284,12 @@ def test_sigterm_with_work_queued_then_restart_finishes_it(agent_factory):
     (A worker stuck in a file at shutdown is abandoned and re-queued:
     test_workers.test_shutdown_abandons_a_stuck_file_cleanly.)"""
     agent = agent_factory("inotify", workers=1).start()
-    paths = [simulate.write(spec("mods1b", seq=i), agent.raw["mods1b"], two_pass=False)
-             for i in range(1, 9)]
+    paths = [simulate.write(spec("mods1b", seq=i), agent.raw["mods1b"], two_pass=False) for i in range(1, 9)]
     agent.wait_delivered(1)
     assert agent.stop() < 30
     assert agent.hidden_files() == []
     states = {r.state for r in agent.rows() if r.current}
-    assert L.PROCESSING not in states
+    assert PROCESSING not in states
     agent.start()
     agent.wait_delivered(len(paths))
     assert sorted(agent.delivered_lines()) == sorted(p.name for p in paths)

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 from contextlib import redirect_stderr, redirect_stdout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,10 @@ import pytest
 from astropy.io import fits
 
 from modsingest import cli
-from modsingest.fits import scan as fitscheck
 from modsingest import sim as sim
+from modsingest.fits import scan as fitscheck
 
-UTC = timezone.utc
+UTC = UTC
 # A copy of ../shared/reference/ kept in the repository so CI always runs this test.
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures/reference/mods2r.20251210.0009.primary-header.txt"
 
@@ -71,8 +71,14 @@ EPOCH_CARDS = {
 
 def small(**kw) -> sim.ExposureSpec:
     """A cheap 1k exposure with a fixed date and start (deterministic)."""
-    base = dict(channel="mods1b", date="20261121", seq=1, roi="1k",
-                utc_start=datetime(2026, 11, 21, 4, 30, 15, 123000, tzinfo=UTC), exptime=60.0)
+    base = dict(
+        channel="mods1b",
+        date="20261121",
+        seq=1,
+        roi="1k",
+        utc_start=datetime(2026, 11, 21, 4, 30, 15, 123000, tzinfo=UTC),
+        exptime=60.0,
+    )
     base.update(kw)
     return sim.ExposureSpec(**base)
 
@@ -85,11 +91,22 @@ def headers(path) -> list[fits.Header]:
 # --------------------------------------------------------------------------- geometry
 
 
-@pytest.mark.parametrize("epoch,roi,binning", sorted(EXPECTED_SHAPES),
-                         ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize(
+    "epoch,roi,binning",
+    sorted(EXPECTED_SHAPES),
+    ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v),
+)
 def test_geometry_matches_the_table(tmp_path, epoch, roi, binning):
-    spec = sim.ExposureSpec(channel="mods2b", date="20261121", roi=roi, binning=binning,
-                            epoch=epoch, imagetype="bias", exptime=0.0, telescope=False)
+    spec = sim.ExposureSpec(
+        channel="mods2b",
+        date="20261121",
+        roi=roi,
+        binning=binning,
+        epoch=epoch,
+        imagetype="bias",
+        exptime=0.0,
+        telescope=False,
+    )
     path = sim.write(spec, tmp_path, two_pass=False)
     naxis1, naxis2 = EXPECTED_SHAPES[(epoch, roi, binning)]
     extnames, detsize, ref1, ref2 = EPOCH_CARDS[epoch]
@@ -128,10 +145,13 @@ def test_raw_detsec_is_azcams_wrong_one_for_the_december_1k_example():
 
 def test_full_frame_sections_are_right():
     spec = small(roi="full", epoch=2026)
-    detsec = {i: dict((k, v) for k, v, _ in sim.amp_header_cards(spec, i))["DETSEC"]
-              for i in (1, 2, 3, 4)}
-    assert detsec == {1: "[1:4146,1:1544]", 2: "[8292:4147,1:1544]",
-                      3: "[1:4146,1545:3088]", 4: "[8292:4147,1545:3088]"}
+    detsec = {i: dict((k, v) for k, v, _ in sim.amp_header_cards(spec, i))["DETSEC"] for i in (1, 2, 3, 4)}
+    assert detsec == {
+        1: "[1:4146,1:1544]",
+        2: "[8292:4147,1:1544]",
+        3: "[1:4146,1545:3088]",
+        4: "[8292:4147,1545:3088]",
+    }
 
 
 def test_extension_header_has_azcams_73_cards():
@@ -158,8 +178,9 @@ def test_full_frame_orientation_speed_and_validity(tmp_path):
     +y from just above IM1/IM2's last row.  The flat is smooth, so values
     must be continuous across both seams.
     """
-    spec = sim.ExposureSpec(channel="mods1r", date="20261121", roi="full", imagetype="flat",
-                            exptime=5.0, seed=7)
+    spec = sim.ExposureSpec(
+        channel="mods1r", date="20261121", roi="full", imagetype="flat", exptime=5.0, seed=7
+    )
     t0 = time.process_time()
     sim.amplifier_pixels(spec)
     assert time.process_time() - t0 < 2.0, "a full frame must generate well under 2 s"
@@ -214,8 +235,7 @@ def test_one_pass_and_no_conpars_variants(tmp_path):
 def test_pause_between_passes_is_honoured(tmp_path):
     stamps = []
     t0 = time.monotonic()
-    sim.write(small(), tmp_path, pause=0.3,
-              after_first_pass=lambda p: stamps.append(time.monotonic()))
+    sim.write(small(), tmp_path, pause=0.3, after_first_pass=lambda p: stamps.append(time.monotonic()))
     assert time.monotonic() - stamps[0] >= 0.3 and stamps[0] >= t0
 
 
@@ -233,9 +253,16 @@ def test_primary_header_reproduces_the_real_december_file():
     text = REFERENCE.read_text().split("Primary FITS Header:")[1]
     reference = [line.ljust(80) for line in text.splitlines() if line.strip()]
     spec = sim.ExposureSpec(
-        channel="mods2r", date="20251210", seq=9, roi="1k", epoch=2025,
-        utc_start=datetime(2025, 12, 10, 19, 8, 7, 251000, tzinfo=UTC), exptime=1.0,
-        imagetype="object", object="Sieve Mask 1Kx1K 500ms", telescope=False,
+        channel="mods2r",
+        date="20251210",
+        seq=9,
+        roi="1k",
+        epoch=2025,
+        utc_start=datetime(2025, 12, 10, 19, 8, 7, 251000, tzinfo=UTC),
+        exptime=1.0,
+        imagetype="object",
+        object="Sieve Mask 1Kx1K 500ms",
+        telescope=False,
     )
     assert [str(card) for card in sim.hdulist(spec)[0].header.cards] == reference
 
@@ -256,12 +283,15 @@ def test_default_file_is_a_science_exposure_with_azcam_primary_quirks():
     assert "HATCH" in h and h["AZCAM-HEAD"] == "OK"
 
 
-@pytest.mark.parametrize("channel,instrume,chan,telescop,pixscale,detector", [
-    ("mods1b", "MODS1B", "BLUE", "LBT-SX", 0.120, "e2v CCD231-68 Blue CCD 1"),
-    ("mods1r", "MODS1R", "RED", "LBT-SX", 0.123, "e2v CCD231-68 Red CCD 1"),
-    ("mods2b", "MODS2B", "BLUE", "LBT-DX", 0.120, "e2v CCD231-68 Blue CCD 2"),
-    ("mods2r", "MODS2R", "RED", "LBT-DX", 0.123, "e2v CCD231-68 Red CCD 2"),
-])
+@pytest.mark.parametrize(
+    "channel,instrume,chan,telescop,pixscale,detector",
+    [
+        ("mods1b", "MODS1B", "BLUE", "LBT-SX", 0.120, "e2v CCD231-68 Blue CCD 1"),
+        ("mods1r", "MODS1R", "RED", "LBT-SX", 0.123, "e2v CCD231-68 Red CCD 1"),
+        ("mods2b", "MODS2B", "BLUE", "LBT-DX", 0.120, "e2v CCD231-68 Blue CCD 2"),
+        ("mods2r", "MODS2R", "RED", "LBT-DX", 0.123, "e2v CCD231-68 Red CCD 2"),
+    ],
+)
 def test_channel_identity(channel, instrume, chan, telescop, pixscale, detector):
     h = sim.primary_header(small(channel=channel))
     identity = (h["INSTRUME"], h["DEWAR"], h["CHANNEL"], h["TELESCOP"])
@@ -288,8 +318,9 @@ def test_telalt_styles():
 
 
 def test_fraction_1000_prints_the_next_second_as_dot_1000():
-    h = sim.primary_header(small(utc_start=datetime(2026, 11, 21, 23, 59, 59, 999700, tzinfo=UTC),
-                                 fraction_1000=True))
+    h = sim.primary_header(
+        small(utc_start=datetime(2026, 11, 21, 23, 59, 59, 999700, tzinfo=UTC), fraction_1000=True)
+    )
     assert h["UTC-OBS"] == h["TIME-OBS"] == h["UT"] == "23:59:59.1000"
     assert h["DATE-OBS"] == "2026-11-21"
     assert sim.primary_header(small())["UTC-OBS"] == "04:30:15.123"
@@ -324,17 +355,25 @@ def test_custom_root_and_timezone(tmp_path):
     assert fitscheck.scan(path).complete
 
 
-@pytest.mark.parametrize("imagetype,intms,nointms", [
-    ("object", 60000, 500), ("flat", 60000, 500), ("dark", 0, 60000), ("bias", 0, 0),
-])
+@pytest.mark.parametrize(
+    "imagetype,intms,nointms",
+    [
+        ("object", 60000, 500),
+        ("flat", 60000, 500),
+        ("dark", 0, 60000),
+        ("bias", 0, 0),
+    ],
+)
 def test_shutter_times(imagetype, intms, nointms):
     h = sim.primary_header(small(imagetype=imagetype))
     assert (h["IMAGETYP"], h["INTMS"], h["NOINTMS"]) == (imagetype, intms, nointms)
 
 
 def test_conpars_table_and_temperature_wiring():
-    for channel, ccd_key, base_key in (("mods1b", "MOD10/TEMPB", "MOD10/TEMPA"),
-                                       ("mods2r", "MOD10/TEMPA", "MOD10/TEMPB")):
+    for channel, ccd_key, base_key in (
+        ("mods1b", "MOD10/TEMPB", "MOD10/TEMPA"),
+        ("mods2r", "MOD10/TEMPA", "MOD10/TEMPB"),
+    ):
         table = sim.hdulist(small(channel=channel))["CONPARS"]
         assert [c.format for c in table.columns] == ["20A", "20A"]
         assert table.columns.names == ["Keyword", "Value"]
@@ -382,13 +421,23 @@ def _assert_fitsverify_clean(path: Path) -> None:
     assert "Verification found 0 warning(s) and 0 error(s)" in out, out[-2000:]
 
 
-@pytest.mark.parametrize("spec", [
-    small(),
-    small(channel="mods2r", epoch=2025, telescope=False, date="20251210"),
-    small(binning=(2, 2), roi="3k", telalt_style="sexagesimal", blank_nstype=True,
-          fraction_1000=True, nocomm=("HATCH", "TELALT")),
-    small(imagetype="comp", binning=(1, 2), conpars=False, root="m1bTest."),
-], ids=["default", "december-engineering", "quirks", "no-conpars"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        small(),
+        small(channel="mods2r", epoch=2025, telescope=False, date="20251210"),
+        small(
+            binning=(2, 2),
+            roi="3k",
+            telalt_style="sexagesimal",
+            blank_nstype=True,
+            fraction_1000=True,
+            nocomm=("HATCH", "TELALT"),
+        ),
+        small(imagetype="comp", binning=(1, 2), conpars=False, root="m1bTest."),
+    ],
+    ids=["default", "december-engineering", "quirks", "no-conpars"],
+)
 def test_fitsverify_is_clean(tmp_path, spec):
     if shutil.which("fitsverify") is None:
         pytest.skip("fitsverify not installed")
@@ -398,19 +447,31 @@ def test_fitsverify_is_clean(tmp_path, spec):
 # --------------------------------------------------------------------------- names, dates, CLI
 
 
-@pytest.mark.parametrize("utc,tag", [
-    (datetime(2026, 11, 21, 18, 59, 59, tzinfo=UTC), "20261121"),  # 11:59 MST
-    (datetime(2026, 11, 21, 19, 0, 0, tzinfo=UTC), "20261122"),  # noon MST: next night
-    (datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC), "20261122"),  # 05:00 MST, same night
-])
+@pytest.mark.parametrize(
+    "utc,tag",
+    [
+        (datetime(2026, 11, 21, 18, 59, 59, tzinfo=UTC), "20261121"),  # 11:59 MST
+        (datetime(2026, 11, 21, 19, 0, 0, tzinfo=UTC), "20261122"),  # noon MST: next night
+        (datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC), "20261122"),  # 05:00 MST, same night
+    ],
+)
 def test_observing_date(utc, tag):
     assert sim.observing_date(utc) == tag
 
 
 def test_spec_validation():
-    for bad in (dict(channel="mods3b"), dict(roi="2k"), dict(binning="3 1"), dict(epoch=2024),
-                dict(seq=0), dict(seq=10000), dict(date="2026-11-21"), dict(imagetype="OBJECT"),
-                dict(timezone="-7.0"), dict(telalt_style="hms")):
+    for bad in (
+        dict(channel="mods3b"),
+        dict(roi="2k"),
+        dict(binning="3 1"),
+        dict(epoch=2024),
+        dict(seq=0),
+        dict(seq=10000),
+        dict(date="2026-11-21"),
+        dict(imagetype="OBJECT"),
+        dict(timezone="-7.0"),
+        dict(telalt_style="hms"),
+    ):
         with pytest.raises(ValueError):
             small(**bad)
 
@@ -423,13 +484,33 @@ def run_cli(*argv) -> tuple[int, str, str]:
 
 
 def test_cli_writes_successive_exposures(tmp_path):
-    status, out, err = run_cli("--out", str(tmp_path), "--channel", "mods2b", "--date", "20261121",
-                               "--seq", "7", "--count", "3", "--roi", "1k", "--bin", "2 2",
-                               "--no-telescope", "--exptime", "10", "--fraction-1000")
+    status, out, err = run_cli(
+        "--out",
+        str(tmp_path),
+        "--channel",
+        "mods2b",
+        "--date",
+        "20261121",
+        "--seq",
+        "7",
+        "--count",
+        "3",
+        "--roi",
+        "1k",
+        "--bin",
+        "2 2",
+        "--no-telescope",
+        "--exptime",
+        "10",
+        "--fraction-1000",
+    )
     assert status == 0, err
     lines = out.splitlines()
     assert [Path(line).name for line in lines] == [
-        "mods2b.20261121.0007.fits", "mods2b.20261121.0008.fits", "mods2b.20261121.0009.fits"]
+        "mods2b.20261121.0007.fits",
+        "mods2b.20261121.0008.fits",
+        "mods2b.20261121.0009.fits",
+    ]
     starts = []
     for line in lines:
         h = headers(line)[0]
@@ -441,8 +522,7 @@ def test_cli_writes_successive_exposures(tmp_path):
 
 def test_cli_defaults_to_todays_observing_date(tmp_path):
     before = sim.observing_date(datetime.now(UTC))
-    status, out, _ = run_cli("--out", str(tmp_path), "--roi", "1k", "--no-conpars",
-                             "--imagetype", "bias")
+    status, out, _ = run_cli("--out", str(tmp_path), "--roi", "1k", "--no-conpars", "--imagetype", "bias")
     after = sim.observing_date(datetime.now(UTC))
     assert status == 0
     assert Path(out.strip()).name in (f"mods1b.{before}.0001.fits", f"mods1b.{after}.0001.fits")
@@ -461,9 +541,23 @@ def test_cli_errors_are_one_line(tmp_path):
 
 def test_cli_start_and_interval_set_utc_and_pacing(tmp_path):
     t0 = time.monotonic()
-    status, out, _ = run_cli("--out", str(tmp_path), "--roi", "1k", "--count", "2",
-                             "--interval", "0.3", "--start", "2026-02-25T23:59:58.5",
-                             "--one-pass", "--telalt", "sexagesimal", "--timezone", "7.0")
+    status, out, _ = run_cli(
+        "--out",
+        str(tmp_path),
+        "--roi",
+        "1k",
+        "--count",
+        "2",
+        "--interval",
+        "0.3",
+        "--start",
+        "2026-02-25T23:59:58.5",
+        "--one-pass",
+        "--telalt",
+        "sexagesimal",
+        "--timezone",
+        "7.0",
+    )
     assert status == 0 and time.monotonic() - t0 >= 0.3
     first, second = (headers(line)[0] for line in out.splitlines())
     assert Path(out.splitlines()[0]).name == "mods1b.20260226.0001.fits"

@@ -12,8 +12,7 @@ import pytest
 from modsingest import config
 from modsingest.commands import status as status_command
 from modsingest.service import status
-from modsingest.service import ledger as L
-from modsingest.service.ledger import Fingerprint, Ledger
+from modsingest.service.ledger import DELIVERED, FAILED, QUEUED, Fingerprint, Ledger, lock_service, path_of
 
 
 @pytest.fixture
@@ -30,29 +29,36 @@ def fill(state, now):
     def add(name, state_, *, seen, done, fp=1, reason=None, channel=None):
         clock[0] = seen
         path = f"{raw}/{name}"
-        rid = led.enqueue(path, Fingerprint(fp, fp, fp, fp), seen_at=seen, conpars=True,
-                          sources={"event"})
-        if state_ == L.QUEUED:
+        rid = led.enqueue(path, Fingerprint(fp, fp, fp, fp), seen_at=seen, conpars=True, sources={"event"})
+        if state_ == QUEUED:
             return rid
         led.claim(set(), 10, only={rid})
         clock[0] = done
-        if state_ == L.DELIVERED:
+        if state_ == DELIVERED:
             led.delivered(rid, name=name, outputs=[], channel=channel, warnings=[], seconds=0.3)
-        elif state_ == L.FAILED:
+        elif state_ == FAILED:
             led.failed(rid, reason)
         return rid
 
-    add("mods1b.20260102.0001.fits", L.DELIVERED, seen=now - 900, done=now - 898, channel="MODS1B")
-    add("mods1b.20260102.0002.fits", L.DELIVERED, seen=now - 600, done=now - 596, channel="MODS1B")
-    add("mods1r.20260102.0001.fits", L.DELIVERED, seen=now - 500, done=now - 499, channel="MODS1R")
-    add("mods1r.20260102.0002.fits", L.FAILED, seen=now - 400, done=now - 399,
-        reason="/data/mods1r.20260102.0002.fits: cannot publish: No space left on device")
-    add("mods1b.20260101.0007.fits", L.DELIVERED, seen=now - 90000, done=now - 89990,
-        channel="MODS1B")
+    add("mods1b.20260102.0001.fits", DELIVERED, seen=now - 900, done=now - 898, channel="MODS1B")
+    add("mods1b.20260102.0002.fits", DELIVERED, seen=now - 600, done=now - 596, channel="MODS1B")
+    add("mods1r.20260102.0001.fits", DELIVERED, seen=now - 500, done=now - 499, channel="MODS1R")
+    add(
+        "mods1r.20260102.0002.fits",
+        FAILED,
+        seen=now - 400,
+        done=now - 399,
+        reason="/data/mods1r.20260102.0002.fits: cannot publish: No space left on device",
+    )
+    add("mods1b.20260101.0007.fits", DELIVERED, seen=now - 90000, done=now - 89990, channel="MODS1B")
     clock[0] = now - 100
-    led.mark_incomplete(f"{raw}/mods1b.20260102.0003.fits", Fingerprint(0, 0, 0, 9),
-                        f"{raw}/mods1b.20260102.0003.fits: file is empty", seen_at=now - 110)
-    add("mods1b.20260102.0004.fits", L.QUEUED, seen=now - 30, done=0)
+    led.mark_incomplete(
+        f"{raw}/mods1b.20260102.0003.fits",
+        Fingerprint(0, 0, 0, 9),
+        f"{raw}/mods1b.20260102.0003.fits: file is empty",
+        seen_at=now - 110,
+    )
+    add("mods1b.20260102.0004.fits", QUEUED, seen=now - 30, done=0)
     led.close()
 
 
@@ -61,15 +67,14 @@ def test_never_ran(settings):
     assert report["service"]["running"] is False
     text = status.render(report)
     assert "NOT RUNNING" in text and "nothing recorded yet" in text
-    assert not L.path_of(settings.paths.state).exists()  # status created nothing
+    assert not path_of(settings.paths.state).exists()  # status created nothing
 
 
 def test_a_night_at_a_glance(settings):
     now = time.time()
     fill(settings.paths.state, now)
     report = status.gather(settings, night="20260102", now=now)
-    assert report["counts"] == {"queued": 1, "processing": 0, "delivered": 3, "failed": 1,
-                                "incomplete": 1}
+    assert report["counts"] == {"queued": 1, "processing": 0, "delivered": 3, "failed": 1, "incomplete": 1}
     assert report["newest"]["MODS1B"]["name"] == "mods1b.20260102.0002.fits"
     assert report["newest"]["MODS1R"]["name"] == "mods1r.20260102.0001.fits"
     lat = report["latency"]
@@ -91,8 +96,12 @@ def test_default_is_the_last_24_hours(settings):
     now = time.time()
     fill(settings.paths.state, now)
     led = Ledger(settings.paths.state, clock=lambda: now - 3 * 86400)
-    led.mark_incomplete("/data/mods1b.20251230.0001.fits", Fingerprint(5, 5, 5, 5),
-                        "/data/mods1b.20251230.0001.fits: file is empty", seen_at=now - 3 * 86400)
+    led.mark_incomplete(
+        "/data/mods1b.20251230.0001.fits",
+        Fingerprint(5, 5, 5, 5),
+        "/data/mods1b.20251230.0001.fits: file is empty",
+        seen_at=now - 3 * 86400,
+    )
     led.close()
     report = status.gather(settings, now=now)
     assert report["counts"]["delivered"] == 3  # the one from 25 h ago is not counted
@@ -108,13 +117,22 @@ def test_running_service_and_blind_inotify(settings):
     now = time.time()
     fill(state, now)
     led = Ledger(state)
-    led.set_info(pid=os.getpid(), started=now - 7200, heartbeat=now - 1, method="inotify",
-                 workers=2, found_by_rescan=3,
-                 inotify_blind={"since": now - 3600, "example": "/data/mods1b.20260102.0002.fits",
-                                "rescan_interval": 60.0},
-                 gate={"considering": 2, "waiting_for_conpars": 1, "incomplete": 0})
+    led.set_info(
+        pid=os.getpid(),
+        started=now - 7200,
+        heartbeat=now - 1,
+        method="inotify",
+        workers=2,
+        found_by_rescan=3,
+        inotify_blind={
+            "since": now - 3600,
+            "example": "/data/mods1b.20260102.0002.fits",
+            "rescan_interval": 60.0,
+        },
+        gate={"considering": 2, "waiting_for_conpars": 1, "incomplete": 0},
+    )
     led.close()
-    fd = L.lock_service(state)
+    fd = lock_service(state)
     try:
         report = status.gather(settings, now=now)
         text = status.render(report)
@@ -133,7 +151,7 @@ def test_stale_heartbeat_is_a_problem(settings):
     led = Ledger(state)
     led.set_info(pid=123, heartbeat=time.time() - 300)
     led.close()
-    fd = L.lock_service(state)
+    fd = lock_service(state)
     try:
         text = status.render(status.gather(settings))
     finally:

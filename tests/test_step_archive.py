@@ -74,7 +74,14 @@ def test_rule_1_sexagesimal_telalt_telaz_to_decimal_degrees():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("60.25", 60.25), (60.25, 60.25), (30, 30.0), ("-00:30:00", -0.5), (" -12.5 ", -12.5), ("-45:12:30.5", -SEXAGESIMAL_ALT)],
+    [
+        ("60.25", 60.25),
+        (60.25, 60.25),
+        (30, 30.0),
+        ("-00:30:00", -0.5),
+        (" -12.5 ", -12.5),
+        ("-45:12:30.5", -SEXAGESIMAL_ALT),
+    ],
 )
 def test_rule_1_decimal_strings_numbers_and_negative_altitudes(raw, expected):
     hdr = primary(TELALT=raw)
@@ -87,9 +94,17 @@ def test_rule_1_decimal_strings_numbers_and_negative_altitudes(raw, expected):
 def test_rule_1_unusable_value_left_as_is_with_warning(bad):
     hdr = primary(TELAZ=bad)
     got = apply(hdr)
-    assert got == [f"TELAZ = {bad!r} unusable (" + ("a logical is not an angle" if bad is True else
-                   "neither decimal degrees nor ±d:m:s" if bad == "NOCOMM" else
-                   "minutes or seconds not below 60") + "): left as is"]
+    assert got == [
+        f"TELAZ = {bad!r} unusable ("
+        + (
+            "a logical is not an angle"
+            if bad is True
+            else "neither decimal degrees nor ±d:m:s"
+            if bad == "NOCOMM"
+            else "minutes or seconds not below 60"
+        )
+        + "): left as is"
+    ]
     assert hdr["TELAZ"] == bad
 
 
@@ -161,8 +176,17 @@ def test_rule_2_zd_at_the_ends_of_the_altitude_range(telalt, zd):
 
 @pytest.mark.parametrize(
     "raw, state",
-    [("1", "Up"), (1, "Up"), (True, "Up"), ("0", "Down"), (0, "Down"), (False, "Down"),
-     ("Up", "Up"), ("Down", "Down"), ("Unknown", "Unknown")],
+    [
+        ("1", "Up"),
+        (1, "Up"),
+        (True, "Up"),
+        ("0", "Down"),
+        (0, "Down"),
+        (False, "Down"),
+        ("Up", "Up"),
+        ("Down", "Down"),
+        ("Unknown", "Unknown"),
+    ],
 )
 def test_rule_3_lbtwlink_up_down(raw, state):
     hdr = primary(LBTWLINK=raw)
@@ -220,8 +244,15 @@ def test_rule_5_constants_added_when_absent():
     hdr = primary()
     apply(hdr)
     expected = {
-        "OBJRADEC": "FK5", "OBJEQUIN": "J2000", "OBJEPOCH": 2000.0, "GUINAME": "None",
-        "GUIRADEC": "FK5", "GUIEQUIN": "J2000", "GUIPMRA": 0.0, "GUIPMDEC": 0.0, "GUIEPOCH": 2000.0,
+        "OBJRADEC": "FK5",
+        "OBJEQUIN": "J2000",
+        "OBJEPOCH": 2000.0,
+        "GUINAME": "None",
+        "GUIRADEC": "FK5",
+        "GUIEQUIN": "J2000",
+        "GUIPMRA": 0.0,
+        "GUIPMDEC": 0.0,
+        "GUIEPOCH": 2000.0,
     }
     for key, value in expected.items():
         assert hdr[key] == value and type(hdr[key]) is type(value), key
@@ -242,8 +273,14 @@ def test_rule_6_blank_strings_become_none_and_keep_their_comment():
     apply(hdr)
     assert (hdr["NSTYPE"], hdr["NSEPHFIL"], hdr["PROPID"]) == ("None", "None", "None")
     assert hdr.comments["NSTYPE"] == "Non-sidereal target type"
-    assert not [c for c in hdr.cards if isinstance(c.value, str) and c.keyword and not c.value.strip()
-                and c.keyword not in ("COMMENT", "HISTORY")]
+    assert not [
+        c
+        for c in hdr.cards
+        if isinstance(c.value, str)
+        and c.keyword
+        and not c.value.strip()
+        and c.keyword not in ("COMMENT", "HISTORY")
+    ]
 
 
 def test_rule_6_every_occurrence_of_a_repeated_blank_keyword():
@@ -261,7 +298,9 @@ def test_rule_6_commentary_cards_are_not_values():
     hdr.append(("HISTORY", ""), bottom=True)
     apply(hdr)
     assert [(c.keyword, c.value) for c in hdr.cards if c.keyword in ("COMMENT", "HISTORY", "")] == [
-        ("", ""), ("COMMENT", ""), ("HISTORY", "")
+        ("", ""),
+        ("COMMENT", ""),
+        ("HISTORY", ""),
     ]
 
 
@@ -289,7 +328,16 @@ def test_rule_6_real_nonsidereal_values_kept():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(1, True), (0, False), ("1", True), ("0", False), ("T", True), ("F", False), (True, True), (False, False)],
+    [
+        (1, True),
+        (0, False),
+        ("1", True),
+        ("0", False),
+        ("T", True),
+        ("F", False),
+        (True, True),
+        (False, False),
+    ],
 )
 def test_rule_7_nonsider_fits_logical(raw, expected):
     hdr = primary(NONSIDER=raw)
@@ -325,7 +373,10 @@ def test_rule_8_nextend_removed():
 # --- rule 9: IMAGETYP upper case ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, expected", [("object", "OBJECT"), ("bias", "BIAS"), ("Flat", "FLAT"), (" comp", "COMP"), ("STD", "STD")])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("object", "OBJECT"), ("bias", "BIAS"), ("Flat", "FLAT"), (" comp", "COMP"), ("STD", "STD")],
+)
 def test_rule_9_imagetyp_upper_case(raw, expected):
     hdr = primary(IMAGETYP=raw)
     apply(hdr)
@@ -387,7 +438,9 @@ def test_rule_10_date_only_falls_back_to_time_obs_then_ut():
 def test_rule_10_no_usable_time_leaves_uniqname_out_with_warning():
     hdr = primary(DATE_OBS="2026-01-02", UTC_OBS=None)
     got = apply(hdr)
-    assert got == ["UNIQNAME not written: DATE-OBS = '2026-01-02' has no time and there is no UTC-OBS/TIME-OBS/UT"]
+    assert got == [
+        "UNIQNAME not written: DATE-OBS = '2026-01-02' has no time and there is no UTC-OBS/TIME-OBS/UT"
+    ]
     assert "UNIQNAME" not in hdr
 
 
@@ -409,8 +462,9 @@ def test_rule_10_instrument_from_file_name_when_instrume_missing():
 def test_rule_10_no_instrument_at_all_leaves_uniqname_out():
     hdr = primary(INSTRUME=None)
     got = apply(hdr, name="m1bTest.0001.fits")
-    assert ("UNIQNAME not written: INSTRUME missing and the file name 'm1bTest.0001.fits' "
-            "names no MODS channel") in got
+    assert (
+        "UNIQNAME not written: INSTRUME missing and the file name 'm1bTest.0001.fits' names no MODS channel"
+    ) in got
     assert "UNIQNAME" not in hdr
 
 
@@ -484,8 +538,12 @@ def test_idempotent_through_a_written_and_reread_header():
 
 PRINTABLE = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
 ANY_VALUE = st.one_of(
-    st.none(), PRINTABLE, st.integers(-(10**18), 10**18), st.floats(allow_nan=False, allow_infinity=False),
-    st.booleans(), st.sampled_from(["+45:12:30.5", "-00:30:00", "1", "0", "Up", "T", "2026-01-02", "23:59:59.1000"]),
+    st.none(),
+    PRINTABLE,
+    st.integers(-(10**18), 10**18),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.sampled_from(["+45:12:30.5", "-00:30:00", "1", "0", "Up", "T", "2026-01-02", "23:59:59.1000"]),
 )
 DATE_OBS = st.one_of(
     ANY_VALUE,
@@ -497,9 +555,13 @@ DATE_OBS = st.one_of(
 # Random input values can be too long for their raw card comments; that is the input, not our output.
 @pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
 @settings(max_examples=150, deadline=None)
-@given(telalt=ANY_VALUE, telaz=ANY_VALUE, link=ANY_VALUE, nonsider=ANY_VALUE, date_obs=DATE_OBS, utc=ANY_VALUE)
+@given(
+    telalt=ANY_VALUE, telaz=ANY_VALUE, link=ANY_VALUE, nonsider=ANY_VALUE, date_obs=DATE_OBS, utc=ANY_VALUE
+)
 def test_weird_values_never_raise_and_a_rerun_changes_nothing(telalt, telaz, link, nonsider, date_obs, utc):
-    hdr = primary(TELALT=telalt, TELAZ=telaz, LBTWLINK=link, NONSIDER=nonsider, DATE_OBS=date_obs, UTC_OBS=utc)
+    hdr = primary(
+        TELALT=telalt, TELAZ=telaz, LBTWLINK=link, NONSIDER=nonsider, DATE_OBS=date_obs, UTC_OBS=utc
+    )
     got = apply(hdr)
     assert all(isinstance(w, str) for w in got)
     once = hdr.tostring()
@@ -510,6 +572,7 @@ def test_weird_values_never_raise_and_a_rerun_changes_nothing(telalt, telaz, lin
 def test_rule_11_missing_instrume_is_taken_from_the_file_name():
     """modsDisp needs INSTRUME to be one of the four channels; the raw name says which."""
     from astropy.io import fits as _fits
+
     from modsingest.fits.frame import Frame as _Frame
     from modsingest.processing.steps import archive as _archive
 

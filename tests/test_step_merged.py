@@ -3,7 +3,8 @@ and equal to the DETSEC mosaic turned upside down for any ROI and binning."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import tiny_raw
 from modsingest.fits import frame as frame_mod
@@ -104,9 +105,12 @@ def detsec_mosaic(frame):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    nd=st.integers(5, 40), ny=st.integers(5, 30),
-    xb=st.sampled_from([1, 2]), yb=st.sampled_from([1, 2]),
-    epoch=st.sampled_from([2025, 2026]), seed=st.integers(0, 1000),
+    nd=st.integers(5, 40),
+    ny=st.integers(5, 30),
+    xb=st.sampled_from([1, 2]),
+    yb=st.sampled_from([1, 2]),
+    epoch=st.sampled_from([2025, 2026]),
+    seed=st.integers(0, 1000),
 )
 def test_merged_is_the_detsec_mosaic_upside_down(nd, ny, xb, yb, epoch, seed):
     f = read(nd=nd, ny=ny, binning=(xb, yb), epoch=epoch, seed=seed)

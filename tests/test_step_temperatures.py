@@ -83,7 +83,13 @@ def test_raw_cards_updated_in_place_and_archtemp_follows_them():
     frame = make_frame(raw_primary())
     apply(frame)
     assert list(frame.primary.keys()) == [
-        "INSTRUME", "COMMENT", "BASETEMP", "CCDTEMP", "ARCHTEMP", "COMMENT", "REF-PIX1"
+        "INSTRUME",
+        "COMMENT",
+        "BASETEMP",
+        "CCDTEMP",
+        "ARCHTEMP",
+        "COMMENT",
+        "REF-PIX1",
     ]
 
 

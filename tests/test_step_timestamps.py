@@ -8,8 +8,7 @@ import pytest
 from astropy.io import fits
 
 from modsingest.fits.frame import Frame
-from modsingest.processing.steps import StepContext
-from modsingest.processing.steps import timestamps
+from modsingest.processing.steps import StepContext, timestamps
 
 MJD_UTC = 61039.13385559028
 HMJD_UTC = 61039.13866143456

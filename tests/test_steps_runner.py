@@ -49,7 +49,9 @@ def test_long_warnings_are_split_into_prefixed_history_cards():
     f = frame()
     run_steps(f, ["chatty"], CTX, {"chatty": chatty})
     lines = [str(v) for v in f.primary["HISTORY"]]
-    assert lines[0].startswith("modsingest chatty: ") and all(l.startswith("modsingest+ ") for l in lines[1:])
+    assert lines[0].startswith("modsingest chatty: ") and all(
+        line.startswith("modsingest+ ") for line in lines[1:]
+    )
     assert len(f.primary["HISTORY"]) == 4  # 208 characters, 60 a card
     run_steps(f, ["chatty"], CTX, {"chatty": chatty})
     assert len(f.primary["HISTORY"]) == 4  # the same warning again is not repeated
@@ -70,7 +72,10 @@ def test_rerun_keeps_provenance_identical_when_the_step_finds_less_to_say():
     first = str(f.primary)
     run_steps(f, ["s"], CTX, {"s": step}, now=lambda: 0.0)
     assert str(f.primary) == first
-    assert [str(v) for v in f.primary["HISTORY"]] == ["written by azcam", "modsingest s: FILTNAME missing: added as 'None'"]
+    assert [str(v) for v in f.primary["HISTORY"]] == [
+        "written by azcam",
+        "modsingest s: FILTNAME missing: added as 'None'",
+    ]
 
 
 def test_a_step_that_recovers_loses_its_old_failure_line():

@@ -237,8 +237,9 @@ def test_listener_end_to_end_on_loopback(raw_dirs, sender_socket, monkeypatch):
     monkeypatch.setattr("modsingest.service.udp._POLL_SECONDS", 5.0)
     _, blue = raw_dirs
     (blue / NAME).write_bytes(b"x")
-    settings = UdpSettings(enabled=True, host="127.0.0.1", port=0, allow_quit=True,
-                           allow_hosts=("127.0.0.1",))
+    settings = UdpSettings(
+        enabled=True, host="127.0.0.1", port=0, allow_quit=True, allow_hosts=("127.0.0.1",)
+    )
     rec = Recorder(fail_first=True)
     listener = UdpListener(settings, raw_dirs, rec.on_proc, rec.on_quit)
     listener.start()
@@ -270,8 +271,9 @@ def test_listener_end_to_end_on_loopback(raw_dirs, sender_socket, monkeypatch):
 
 
 def test_listener_refuses_quit_from_a_host_not_listed(raw_dirs, sender_socket):
-    settings = UdpSettings(enabled=True, host="127.0.0.1", port=0, allow_quit=True,
-                           allow_hosts=("192.168.1.20",))
+    settings = UdpSettings(
+        enabled=True, host="127.0.0.1", port=0, allow_quit=True, allow_hosts=("192.168.1.20",)
+    )
     rec = Recorder()
     listener = UdpListener(settings, raw_dirs, rec.on_proc, rec.on_quit)
     listener.start()
@@ -284,8 +286,9 @@ def test_listener_refuses_quit_from_a_host_not_listed(raw_dirs, sender_socket):
 
 
 def test_stop_from_the_quit_callback_does_not_deadlock(raw_dirs, sender_socket):
-    settings = UdpSettings(enabled=True, host="127.0.0.1", port=0, allow_quit=True,
-                           allow_hosts=("127.0.0.1",))
+    settings = UdpSettings(
+        enabled=True, host="127.0.0.1", port=0, allow_quit=True, allow_hosts=("127.0.0.1",)
+    )
     done = threading.Event()
     holder: dict[str, UdpListener] = {}
 

@@ -103,9 +103,7 @@ def test_systemd_analyze_finds_nothing_but_the_missing_binary(tmp_path):
     # Verified under a copy whose ExecStart is an existing program: the real binary
     # exists only on an installed machine.
     copy = tmp_path / "modsingest.service"
-    copy.write_text(
-        re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", UNIT.read_text())
-    )
+    copy.write_text(re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", UNIT.read_text()))
     result = subprocess.run(
         ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
     )

@@ -12,16 +12,16 @@ import pytest
 
 from conftest import tiny_raw
 from modsingest import config
-from modsingest.service import ledger as L
 from modsingest.config import StepSpec
 from modsingest.service.dispatch import Dispatcher
+from modsingest.service.ledger import DELIVERED, PROCESSING, QUEUED, Fingerprint, Ledger
 from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
 
 @pytest.fixture
 def setup(layout):
     settings = config.load(layout["config"])
-    ledger = L.Ledger(settings.paths.state)
+    ledger = Ledger(settings.paths.state)
     pools: list[WorkerPool] = []
 
     def pool(size=1, s=settings):
@@ -36,7 +36,7 @@ def setup(layout):
 
 
 def enqueue(ledger, path, fp=None):
-    fp = fp or L.Fingerprint.of(os.stat(path))
+    fp = fp or Fingerprint.of(os.stat(path))
     return ledger.enqueue(path, fp, seen_at=time.time(), conpars=True, sources={"event"})
 
 
@@ -62,7 +62,7 @@ def test_a_good_file_is_delivered(setup):
     p.start()
     d = Dispatcher(ledger, p)
     rid = enqueue(ledger, path)
-    pump_until(d, lambda: ledger.row(rid).state == L.DELIVERED)
+    pump_until(d, lambda: ledger.row(rid).state == DELIVERED)
     row = ledger.row(rid)
     assert row.delivered_as == path.name and len(row.outputs) == 2
     assert (settings.paths.newdata / path.name).exists()
@@ -75,18 +75,18 @@ def test_a_worker_killed_mid_file_is_replaced_and_the_file_redone(setup):
     p = pool()
     p.start()
     d = Dispatcher(ledger, p)
-    rid = enqueue(ledger, path, L.Fingerprint(1, 1, 1, 1))
+    rid = enqueue(ledger, path, Fingerprint(1, 1, 1, 1))
     assert d.fill() == 1
     (pid,) = p.pids()
     os.kill(pid, signal.SIGKILL)
-    pump_until(d, lambda: ledger.row(rid).state != L.PROCESSING, timeout=10)
+    pump_until(d, lambda: ledger.row(rid).state != PROCESSING, timeout=10)
     row = ledger.row(rid)
-    assert row.state == L.QUEUED and row.attempts == 1 and "worker died (signal 9)" in row.reason
+    assert row.state == QUEUED and row.attempts == 1 and "worker died (signal 9)" in row.reason
     assert p.deaths == 1
     # the file is fine now; the replacement worker takes it
     path.unlink()
     path.write_bytes(tiny_raw())
-    pump_until(d, lambda: ledger.row(rid).state == L.DELIVERED)
+    pump_until(d, lambda: ledger.row(rid).state == DELIVERED)
     assert ledger.row(rid).attempts == 2
     assert p.pids() != [pid]
 
@@ -99,14 +99,14 @@ def test_one_worker_per_file(setup):
     p = pool(2)
     p.start()
     d = Dispatcher(ledger, p)
-    first = enqueue(ledger, path, L.Fingerprint(1, 1, 1, 1))
+    first = enqueue(ledger, path, Fingerprint(1, 1, 1, 1))
     d.fill()
-    second = enqueue(ledger, path, L.Fingerprint(2, 2, 2, 2))  # the file changed meanwhile
+    second = enqueue(ledger, path, Fingerprint(2, 2, 2, 2))  # the file changed meanwhile
     assert d.fill() == 0 and p.idle == 1  # a worker is free, but not for this file
     assert [j.id for j in p.busy] == [first]
     third = enqueue(ledger, other)
-    pump_until(d, lambda: ledger.row(third).state == L.DELIVERED)
-    assert ledger.row(second).state == L.QUEUED
+    pump_until(d, lambda: ledger.row(third).state == DELIVERED)
+    assert ledger.row(second).state == QUEUED
     abandoned = d.shutdown(time.monotonic() + 0.5)
     assert [r.id for r in abandoned] == [first]
 
@@ -117,14 +117,14 @@ def test_shutdown_abandons_a_stuck_file_cleanly(setup):
     p = pool()
     p.start()
     d = Dispatcher(ledger, p)
-    rid = enqueue(ledger, path, L.Fingerprint(1, 1, 1, 1))
+    rid = enqueue(ledger, path, Fingerprint(1, 1, 1, 1))
     d.fill()
     start = time.monotonic()
     abandoned = d.shutdown(start + 1.0)
     assert time.monotonic() - start < 10
     assert [r.id for r in abandoned] == [rid]
     row = ledger.row(rid)
-    assert row.state == L.QUEUED and row.attempts == 0  # redone at the next start
+    assert row.state == QUEUED and row.attempts == 0  # redone at the next start
     assert p.pids() == []
     assert wait_for_orphans(settings.paths.state / WORKERS_LOCK, 5.0)
 

@@ -11,7 +11,7 @@ from astropy.io import fits
 from conftest import have_fitsverify, tiny_raw
 from modsingest.fits import frame as frame_mod
 from modsingest.fits import writer
-from modsingest.processing.steps import StepContext, run_steps, discover
+from modsingest.processing.steps import StepContext, discover, run_steps
 
 
 @pytest.mark.parametrize("value", [0, 1, 0xFFFFFFFF, 0x12345678, 0x8F2B7D2C, 0xDEADBEEF, 0x3A3B3C3D])

@@ -59,10 +59,11 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))  # run from a checkout even without the editable install
@@ -74,8 +75,8 @@ import modsingest  # noqa: E402
 from modsingest import sim as simulate  # noqa: E402
 from modsingest.config import load as load_config  # noqa: E402
 from modsingest.fits.frame import Amplifier, Conpars, Frame  # noqa: E402
-from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
 from modsingest.processing import publish  # noqa: E402
+from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
 from modsingest.processing.pipeline import Pipeline  # noqa: E402
 from modsingest.processing.steps import StepContext, discover, run_steps  # noqa: E402
 
@@ -118,7 +119,7 @@ def modsingest_cmd() -> list[str]:
 
 def observing_night(when: float) -> str:
     """CCYYMMDD tag azcam would use tonight (UTC + 5 h, as the simulator and ledger)."""
-    return (datetime.fromtimestamp(when, timezone.utc) + timedelta(hours=5)).strftime("%Y%m%d")
+    return (datetime.fromtimestamp(when, UTC) + timedelta(hours=5)).strftime("%Y%m%d")
 
 
 def raw_name(night: str, seq: int) -> str:
@@ -169,9 +170,13 @@ class Series:
     def summary(self) -> dict[str, Any]:
         v = self.values
         return {
-            "unit": self.unit, "n": len(v), "median": self.median,
-            "min": min(v) if v else None, "max": max(v) if v else None,
-            "mean": statistics.fmean(v) if v else None, "samples": v,
+            "unit": self.unit,
+            "n": len(v),
+            "median": self.median,
+            "min": min(v) if v else None,
+            "max": max(v) if v else None,
+            "mean": statistics.fmean(v) if v else None,
+            "samples": v,
         }
 
 
@@ -250,16 +255,29 @@ def machine_description(workdir: Path) -> dict[str, Any]:
                 best, fs_type, fs_dev = mnt, typ, dev
     commit = "?"
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or "?"
+        )
     import astropy
 
     return {
-        "nproc": os.cpu_count(), "cpu": model, "memory": mem_total,
-        "bench_dir": str(workdir), "filesystem": f"{fs_type} ({fs_dev} on {best})",
-        "kernel": platform.release(), "python": platform.python_version(),
-        "numpy": np.__version__, "astropy": astropy.__version__,
-        "modsingest": modsingest.__version__, "commit": commit,
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory": mem_total,
+        "bench_dir": str(workdir),
+        "filesystem": f"{fs_type} ({fs_dev} on {best})",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "astropy": astropy.__version__,
+        "modsingest": modsingest.__version__,
+        "commit": commit,
         "loadavg_start": os.getloadavg(),
         "free_page_reporting": free_page_reporting(),
     }
@@ -278,13 +296,19 @@ class Layout:
     config: Path
 
     @classmethod
-    def make(cls, root: Path, *, raw: Path | None = None, method: str = "inotify",
-             workers: int = 1, poll_interval: float = 1.0,
-             settle: float | None = None) -> "Layout":
+    def make(
+        cls,
+        root: Path,
+        *,
+        raw: Path | None = None,
+        method: str = "inotify",
+        workers: int = 1,
+        poll_interval: float = 1.0,
+        settle: float | None = None,
+    ) -> Layout:
         root.mkdir(parents=True, exist_ok=True)
         raw = raw or root / "raw"
-        dirs = dict(raw=raw, newdata=root / "newdata", processed=root / "processed",
-                    state=root / "state")
+        dirs = dict(raw=raw, newdata=root / "newdata", processed=root / "processed", state=root / "state")
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         config = root / "modsingest.yaml"
@@ -334,19 +358,22 @@ class ServiceProcess:
 
     def start(self, timeout: float = 180.0) -> float:
         """Start and wait until ready; returns the seconds that took."""
-        logf = open(self.log_path, "wb")
+        logf = open(self.log_path, "wb")  # noqa: SIM115
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             modsingest_cmd() + ["watch", "--config", str(self.layout.config)],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # a ^C at the terminal is the bench's to handle
         )
         logf.close()
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.label}: service exited with {self.proc.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"{self.label}: service exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
             if b"ready:" in self.log_path.read_bytes():
                 return time.perf_counter() - t0
             time.sleep(0.02)
@@ -381,7 +408,9 @@ class ServiceProcess:
             self._db.row_factory = sqlite3.Row
         r = self._db.execute(
             "SELECT state, seen_at, queued_at, started_at, finished_at, seconds, sources "
-            "FROM files WHERE path=? AND current=1", (str(path),)).fetchone()
+            "FROM files WHERE path=? AND current=1",
+            (str(path),),
+        ).fetchone()
         return dict(r) if r is not None else None
 
     def wait_delivered(self, path: Path, timeout: float = 20.0) -> dict[str, Any] | None:
@@ -409,7 +438,7 @@ def process_tree(root: int) -> list[tuple[int, str]]:
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(entry))
     out = [(root, "main")]
     roles = {root: "main"}
@@ -419,8 +448,9 @@ def process_tree(root: int) -> list[tuple[int, str]]:
         for child in children.get(pid, []):
             cmd = ""
             with contextlib.suppress(OSError):
-                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
+                cmd = (
+                    Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
             if "resource_tracker" in cmd:
                 role = "resource tracker"
             elif roles.get(pid) == "forkserver":
@@ -454,7 +484,7 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads) from /proc/<pid>/stat."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
 
@@ -473,8 +503,9 @@ def wait_pointer(pointer: Path, name: str, t0: float, timeout: float) -> float |
         time.sleep(0.001)
 
 
-def agent_once(svc: ServiceProcess, template: Path, name: str, night: str,
-               timeout: float = 120.0) -> dict[str, Any]:
+def agent_once(
+    svc: ServiceProcess, template: Path, name: str, night: str, timeout: float = 120.0
+) -> dict[str, Any]:
     """Place a raw file as azcam's final pass does, time until ``.new`` names it.
 
     azcam's second pass is astropy's update mode, which writes the whole file
@@ -523,8 +554,7 @@ FLOOR_CHUNK = 4 << 20
 _sync_file_range = publish._start_writeback
 
 
-def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str,
-               streamed: bool = True) -> float:
+def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str, streamed: bool = True) -> float:
     """Read the raw file; write the output's exact bytes to each destination; fsync each.
 
     One thread per destination, as the agent writes its two destinations at
@@ -548,7 +578,7 @@ def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str,
                 done = 0
                 while done < len(view):
                     start = done
-                    done += os.write(fd, view[done:done + step])
+                    done += os.write(fd, view[done : done + step])
                     if streamed and _sync_file_range is not None:
                         _sync_file_range(fd, start, done - start, 2)  # 2: SYNC_FILE_RANGE_WRITE
                 os.fsync(fd)
@@ -599,8 +629,13 @@ class OtherTree:
     def __init__(self, src: Path, config: Path):
         env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _HELPER, str(config)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            [sys.executable, "-c", _HELPER, str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         ready = json.loads(self.proc.stdout.readline() or "{}")
         where = str(ready.get("ready", ""))
         if not where.startswith(str(src)):
@@ -653,12 +688,16 @@ class AstropyBaseline:
                 amps = [hdul[i] for i in range(1, 5)]
                 datas = [h.data for h in amps]
                 table = hdul["CONPARS"]
-                rows = {str(k).strip(): str(v).strip()
-                        for k, v in zip(table.data["Keyword"], table.data["Value"])}
+                rows = {
+                    str(k).strip(): str(v).strip() for k, v in zip(table.data["Keyword"], table.data["Value"])
+                }
                 frame = Frame(
-                    path=raw, primary=primary,
-                    amps=[Amplifier(i + 1, h.header, memoryview(b""), d.shape, 16)
-                          for i, (h, d) in enumerate(zip(amps, datas))],
+                    path=raw,
+                    primary=primary,
+                    amps=[
+                        Amplifier(i + 1, h.header, memoryview(b""), d.shape, 16)
+                        for i, (h, d) in enumerate(zip(amps, datas))
+                    ],
                     conpars=Conpars(table.header, memoryview(b""), rows),
                 )
                 run_steps(frame, self.HEADER_STEPS, StepContext(source_name=raw.name), self.registry)
@@ -684,14 +723,23 @@ class AstropyBaseline:
         h = fits.Header()
         h["EXTNAME"] = "MERGED"
         for card in frame.primary.cards:
-            if card.keyword in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "NEXTEND", "CHECKSUM",
-                                "DATASUM", "BZERO", "BSCALE") or card.keyword.startswith("NAXIS"):
+            if card.keyword in (
+                "SIMPLE",
+                "BITPIX",
+                "NAXIS",
+                "EXTEND",
+                "NEXTEND",
+                "CHECKSUM",
+                "DATASUM",
+                "BZERO",
+                "BSCALE",
+            ) or card.keyword.startswith("NAXIS"):
                 continue
             h.append(card, end=True)
         h["BUNIT"] = ("ADU", "bias-subtracted counts")
         for amp, data in zip(frame.amps, datas):
             nx = data.shape[1]
-            region = data[2:ny - 2, nd + 2:nx].astype(np.float64)
+            region = data[2 : ny - 2, nd + 2 : nx].astype(np.float64)
             bias, noise = float(np.median(region)), float(np.std(region))
             quad = MERGED_QUADRANT[amp.number]
             h[f"Q{quad}BIAS"] = (bias, f"Q{quad} median overscan bias [DN] ({amp.extname})")
@@ -721,8 +769,10 @@ def same_data(a: Path, b: Path) -> list[str]:
             elif x[i].name == "CONPARS":
                 if x[i].data.tobytes() != y[i].data.tobytes():
                     problems.append("CONPARS rows differ")
-            elif not np.array_equal(np.asarray(x[i].data).view(np.uint8),
-                                    np.asarray(y[i].data).astype(x[i].data.dtype).view(np.uint8)):
+            elif not np.array_equal(
+                np.asarray(x[i].data).view(np.uint8),
+                np.asarray(y[i].data).astype(x[i].data.dtype).view(np.uint8),
+            ):
                 problems.append(f"HDU {i} ({x[i].name}) data differ")
     return problems
 
@@ -748,10 +798,16 @@ class Bench:
         self.work.mkdir(parents=True)
         self.r.facts["machine"] = machine_description(self.work)
         self.r.facts["parameters"] = {
-            "reps_full": a.reps, "reps_3k": a.reps_3k, "night_files": a.night_files,
-            "replay_rounds": a.replay_rounds, "idle_seconds": a.idle_seconds,
-            "poll_interval": a.poll_interval, "settle": a.settle, "compare_settle": a.compare_settle,
-            "quick": a.quick, "argv": sys.argv[1:],
+            "reps_full": a.reps,
+            "reps_3k": a.reps_3k,
+            "night_files": a.night_files,
+            "replay_rounds": a.replay_rounds,
+            "idle_seconds": a.idle_seconds,
+            "poll_interval": a.poll_interval,
+            "settle": a.settle,
+            "compare_settle": a.compare_settle,
+            "quick": a.quick,
+            "argv": sys.argv[1:],
         }
         self.templates = self.work / "templates"
         self.templates.mkdir()
@@ -764,8 +820,10 @@ class Bench:
             (self.templates / roi).mkdir()
             path = simulate.write(spec, self.templates / roi, two_pass=True)
             self.tpl[roi] = path
-            log(f"simulated a {roi} raw file ({path.stat().st_size / MB:.1f} MB) "
-                f"in {time.perf_counter() - t0:.1f} s")
+            log(
+                f"simulated a {roi} raw file ({path.stat().st_size / MB:.1f} MB) "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
         # One layout for everything run in this process or as a one-shot: the
         # floor, the astropy baseline, Pipeline.process and `modsingest process`.
         self.local = Layout.make(self.work / "local", poll_interval=a.poll_interval)
@@ -794,8 +852,9 @@ class Bench:
             problems = same_data(out[1], self.stage / name)
             self.r.facts[f"astropy_check_{roi}"] = problems or "identical data in HDUs 1-6"
             if problems:
-                self.r.error(f"astropy baseline ({roi})", "output differs from the agent's: "
-                             + "; ".join(problems))
+                self.r.error(
+                    f"astropy baseline ({roi})", "output differs from the agent's: " + "; ".join(problems)
+                )
             else:
                 log(f"astropy baseline output checked ({roi}): data of HDUs 1-6 identical to the agent's")
             unlink_quiet(raw, *out, self.stage / name)
@@ -816,11 +875,13 @@ class Bench:
     # ------------------------------------------------------------------ alternatives run locally
     def run_floor(self, roi: str, streamed: bool = True) -> None:
         raw, name = self.stage_local(roi)
-        key, label = (f"floor_{roi}", f"byte-copy floor ({roi})") if streamed else (
-            f"floor_plain_{roi}", f"byte-copy, one write + fsync, not streamed ({roi})")
+        key, label = (
+            (f"floor_{roi}", f"byte-copy floor ({roi})")
+            if streamed
+            else (f"floor_plain_{roi}", f"byte-copy, one write + fsync, not streamed ({roi})")
+        )
         try:
-            self.r.s(key, label).add(
-                floor_once(raw, self.out_bytes[roi], self.local_dests, name, streamed))
+            self.r.s(key, label).add(floor_once(raw, self.out_bytes[roi], self.local_dests, name, streamed))
         finally:
             self.done_local(raw, name)
 
@@ -828,7 +889,8 @@ class Bench:
         raw, name = self.stage_local(roi)
         try:
             self.r.s(f"astropy_{roi}", f"astropy.io.fits baseline ({roi})").add(
-                self.astropy.process(raw, self.local_dests, name))
+                self.astropy.process(raw, self.local_dests, name)
+            )
         finally:
             self.done_local(raw, name)
 
@@ -851,7 +913,8 @@ class Bench:
         raw, name = self.stage_local(roi)
         try:
             self.r.s(f"other_{roi}", f"Pipeline.process, warm, baseline tree ({roi})").add(
-                self.other.process(raw))
+                self.other.process(raw)
+            )
         finally:
             self.done_local(raw, name)
 
@@ -861,7 +924,10 @@ class Bench:
             t0 = time.perf_counter()
             done = subprocess.run(
                 modsingest_cmd() + ["process", "--config", str(self.local.config), "-q", str(raw)],
-                capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
             elapsed = time.perf_counter() - t0
             if done.returncode != 0:
                 raise RuntimeError(f"modsingest process exited {done.returncode}: {done.stderr[-500:]}")
@@ -872,8 +938,10 @@ class Bench:
     def run_agent(self, svc: ServiceProcess, key: str, label: str, roi: str) -> dict[str, Any]:
         got = agent_once(svc, self.tpl[roi], self.next_name(), self.night)
         if got["latency"] is None:
-            raise RuntimeError(f"{svc.label}: .new did not name the file within the timeout; "
-                               f"ledger row {got.get('row')}\n{svc.log_tail()}")
+            raise RuntimeError(
+                f"{svc.label}: .new did not name the file within the timeout; "
+                f"ledger row {got.get('row')}\n{svc.log_tail()}"
+            )
         self.r.s(key, label).add(got["latency"])
         for part, what in PARTS.items():
             self.r.s(f"{key}_{part}", f"  {what}").add(got.get(part))
@@ -887,8 +955,13 @@ class Bench:
         every repetition gives as many samples as the warm files have.
         """
         self.seq_fresh = getattr(self, "seq_fresh", 0) + 1
-        lay = Layout.make(self.work / f"svc-fresh-{self.seq_fresh}", method="inotify", workers=1,
-                          poll_interval=self.args.poll_interval, settle=self.args.settle)
+        lay = Layout.make(
+            self.work / f"svc-fresh-{self.seq_fresh}",
+            method="inotify",
+            workers=1,
+            poll_interval=self.args.poll_interval,
+            settle=self.args.settle,
+        )
         svc = ServiceProcess(lay, f"fresh-{self.seq_fresh}")
         self.services.append(svc)
         try:
@@ -902,7 +975,7 @@ class Bench:
     def rotate(self, reps: int, alternatives: list[tuple[str, Callable[[], Any]]]) -> None:
         """Each repetition runs every alternative once, the order rotated by one each time."""
         for rep in range(reps):
-            order = alternatives[rep % len(alternatives):] + alternatives[:rep % len(alternatives)]
+            order = alternatives[rep % len(alternatives) :] + alternatives[: rep % len(alternatives)]
             log(f"repetition {rep + 1}/{reps}: " + ", ".join(n for n, _ in order))
             for label, fn in order:
                 try:
@@ -934,8 +1007,13 @@ class Bench:
         if a.compare_settle:
             wanted.append(("compare", a.compare_settle))
         for which, settle in wanted:
-            lay = Layout.make(self.work / f"svc-full-{which}", method="inotify", workers=1,
-                              poll_interval=a.poll_interval, settle=settle)
+            lay = Layout.make(
+                self.work / f"svc-full-{which}",
+                method="inotify",
+                workers=1,
+                poll_interval=a.poll_interval,
+                settle=settle,
+            )
             try:
                 self.r.facts[f"settle_{which}"] = self.settle_of(lay)
                 svcs[which] = self.start_service(f"inotify-full-{which}", lay)
@@ -961,14 +1039,31 @@ class Bench:
             alts.insert(3, ("baseline tree", lambda: self.run_other("full")))
         if "main" in svcs:
             alts.append(("fresh service's first file", self.run_fresh_first))
-            alts.insert(1, ("agent", lambda: self.run_agent(
-                svcs["main"], "agent_full",
-                f"agent latency, warm, inotify, settle {self.r.facts['settle_main']:g} s (full)",
-                "full")))
+            alts.insert(
+                1,
+                (
+                    "agent",
+                    lambda: self.run_agent(
+                        svcs["main"],
+                        "agent_full",
+                        f"agent latency, warm, inotify, settle {self.r.facts['settle_main']:g} s (full)",
+                        "full",
+                    ),
+                ),
+            )
         if "compare" in svcs:
-            alts.insert(3, ("agent, other settle", lambda: self.run_agent(
-                svcs["compare"], "agent_full_compare",
-                f"agent latency, warm, inotify, settle {a.compare_settle:g} s (full)", "full")))
+            alts.insert(
+                3,
+                (
+                    "agent, other settle",
+                    lambda: self.run_agent(
+                        svcs["compare"],
+                        "agent_full_compare",
+                        f"agent latency, warm, inotify, settle {a.compare_settle:g} s (full)",
+                        "full",
+                    ),
+                ),
+            )
         self.rotate(a.reps, alts)
         if "compare" in svcs:
             svcs["compare"].stop()
@@ -1016,8 +1111,15 @@ class Bench:
         for pid, role in svc.processes():
             st = proc_status(pid)
             if st:
-                procs.append({"pid": pid, "role": role, "hwm_mb": st.get("VmHWM", 0) / 1024,
-                              "rss_mb": st.get("VmRSS", 0) / 1024, "pss_mb": st.get("Pss", 0) / 1024})
+                procs.append(
+                    {
+                        "pid": pid,
+                        "role": role,
+                        "hwm_mb": st.get("VmHWM", 0) / 1024,
+                        "rss_mb": st.get("VmRSS", 0) / 1024,
+                        "pss_mb": st.get("Pss", 0) / 1024,
+                    }
+                )
         self.r.facts["memory"] = procs
         workers = [p["hwm_mb"] for p in procs if p["role"] == "worker"]
         self.r.facts["rss_worker_mb"] = max(workers) if workers else None
@@ -1029,8 +1131,13 @@ class Bench:
         a = self.args
         services: dict[str, ServiceProcess] = {}
         for method in ("inotify", "poll"):
-            lay = Layout.make(self.work / f"svc-{method}", method=method, workers=1,
-                              poll_interval=a.poll_interval, settle=a.settle)
+            lay = Layout.make(
+                self.work / f"svc-{method}",
+                method=method,
+                workers=1,
+                poll_interval=a.poll_interval,
+                settle=a.settle,
+            )
             try:
                 services[method] = self.start_service(f"{method}-3k", lay)
             except Exception as exc:
@@ -1043,8 +1150,15 @@ class Bench:
         if self.other is not None:
             alts.append(("baseline tree", lambda: self.run_other("3k")))
         for method, svc in services.items():
-            alts.insert(1, (f"agent {method}", lambda svc=svc, m=method: self.run_agent(
-                svc, f"agent_3k_{m}", f"agent latency, warm, {m} (3k)", "3k")))
+            alts.insert(
+                1,
+                (
+                    f"agent {method}",
+                    lambda svc=svc, m=method: self.run_agent(
+                        svc, f"agent_3k_{m}", f"agent latency, warm, {m} (3k)", "3k"
+                    ),
+                ),
+            )
         self.rotate(a.reps_3k, alts)
         if services:
             self.idle(services)
@@ -1080,12 +1194,33 @@ class Bench:
             if count <= 0:
                 continue
             start = first.utc_start + timedelta(seconds=(seq - 1) * cadence)
-            procs.append(subprocess.Popen(
-                modsingest_cmd() + [
-                    "simulate", "--out", str(night_raw), "--channel", CHANNEL, "--roi", "3k",
-                    "--date", night, "--start", start.isoformat(), "--seq", str(seq),
-                    "--count", str(count), "--exptime", "60"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    modsingest_cmd()
+                    + [
+                        "simulate",
+                        "--out",
+                        str(night_raw),
+                        "--channel",
+                        CHANNEL,
+                        "--roi",
+                        "3k",
+                        "--date",
+                        night,
+                        "--start",
+                        start.isoformat(),
+                        "--seq",
+                        str(seq),
+                        "--count",
+                        str(count),
+                        "--exptime",
+                        "60",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
         for p in procs:
             _, err = p.communicate()
             if p.returncode != 0:
@@ -1115,8 +1250,12 @@ class Bench:
                 else:
                     self.replay_once(night_raw, night, n, count, i)
             except Exception as exc:
-                self.r.error(f"replay with {count} worker(s)" if what == "replay"
-                             else f"copy-only night, {count} copier(s)", exc)
+                self.r.error(
+                    f"replay with {count} worker(s)"
+                    if what == "replay"
+                    else f"copy-only night, {count} copier(s)",
+                    exc,
+                )
 
     def copy_night(self, night_raw: Path, copiers: int = 1) -> None:
         """The byte-copy floor applied to every file of the night, by ``copiers`` at a time.
@@ -1160,20 +1299,31 @@ class Bench:
         shutil.rmtree(dest, ignore_errors=True)
         if errors:
             raise errors[0]
-        self.r.s(f"copy_night_{copiers}", f"copy-only night, {copiers} copier(s): files/s "
-                 "(byte-copy floor)", "files/s").add(len(files) / wall)
+        self.r.s(
+            f"copy_night_{copiers}",
+            f"copy-only night, {copiers} copier(s): files/s (byte-copy floor)",
+            "files/s",
+        ).add(len(files) / wall)
         log(f"  {len(files) / wall:.2f} files/s")
 
     def replay_once(self, night_raw: Path, night: str, n: int, workers: int, i: int) -> None:
-        lay = Layout.make(self.work / f"replay-{i}-w{workers}", raw=night_raw, workers=workers,
-                          poll_interval=self.args.poll_interval, settle=self.args.settle)
+        lay = Layout.make(
+            self.work / f"replay-{i}-w{workers}",
+            raw=night_raw,
+            workers=workers,
+            poll_interval=self.args.poll_interval,
+            settle=self.args.settle,
+        )
         settle()
         log(f"replay of {n} files with {workers} worker(s)")
-        logf = open(lay.root / "replay.log", "wb")
+        logf = open(lay.root / "replay.log", "wb")  # noqa: SIM115
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             modsingest_cmd() + ["replay", "--config", str(lay.config), "--night", night],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         # CPU of the whole replay tree (main, fork server, workers), sampled
         # from /proc while it runs: workers may exit unseen by our rusage
         cpu: dict[int, float] = {}
@@ -1184,24 +1334,30 @@ class Bench:
         wall = time.perf_counter() - t0
         logf.close()
         done = proc
-        self.r.s(f"replay_w{workers}_cpu", f"replay, {workers} worker(s): CPU / wall (cores busy)",
-                 "cores").add(sum(cpu.values()) / wall)
+        self.r.s(
+            f"replay_w{workers}_cpu", f"replay, {workers} worker(s): CPU / wall (cores busy)", "cores"
+        ).add(sum(cpu.values()) / wall)
         if done.returncode != 0:
             tail = (lay.root / "replay.log").read_text(errors="replace")[-1500:]
             raise RuntimeError(f"modsingest replay exited {done.returncode}:\n{tail}")
         db = sqlite3.connect(f"file:{lay.state / 'ledger.sqlite3'}?mode=ro", uri=True)
         try:
-            rows = db.execute("SELECT started_at, finished_at FROM files "
-                              "WHERE state='delivered' AND current=1").fetchall()
+            rows = db.execute(
+                "SELECT started_at, finished_at FROM files WHERE state='delivered' AND current=1"
+            ).fetchall()
         finally:
             db.close()
         if len(rows) != n:
             raise RuntimeError(f"replay delivered {len(rows)} of {n} files")
         span = max(r[1] for r in rows) - min(r[0] for r in rows)
-        self.r.s(f"replay_w{workers}_wall", f"replay, {workers} worker(s): files/s (wall clock)",
-                 "files/s").add(n / wall)
-        self.r.s(f"replay_w{workers}_span", f"replay, {workers} worker(s): files/s (first start "
-                 "to last finish)", "files/s").add(n / span)
+        self.r.s(
+            f"replay_w{workers}_wall", f"replay, {workers} worker(s): files/s (wall clock)", "files/s"
+        ).add(n / wall)
+        self.r.s(
+            f"replay_w{workers}_span",
+            f"replay, {workers} worker(s): files/s (first start to last finish)",
+            "files/s",
+        ).add(n / span)
         log(f"  {n / wall:.2f} files/s wall clock ({wall:.1f} s), {n / span:.2f} files/s processing")
         lay.clear_outputs()
         shutil.rmtree(lay.root, ignore_errors=True)
@@ -1256,145 +1412,281 @@ class Report:
         else:
             ok = value <= goal if op == "<=" else value >= goal
             verdict = "PASS" if ok else "FAIL"
-        self.rows.append({"key": key, "label": label, "value": value, "goal": f"{op} {goal:g}",
-                          "verdict": verdict, "fmt": fmt})
+        self.rows.append(
+            {
+                "key": key,
+                "label": label,
+                "value": value,
+                "goal": f"{op} {goal:g}",
+                "verdict": verdict,
+                "fmt": fmt,
+            }
+        )
 
     def info(self, key: str, label: str, value: float | None, fmt: str) -> None:
-        self.rows.append({"key": key, "label": label, "value": value, "goal": "",
-                          "verdict": "", "fmt": fmt})
+        self.rows.append({"key": key, "label": label, "value": value, "goal": "", "verdict": "", "fmt": fmt})
 
     def build(self) -> None:
         r, f = self.r, self.r.facts
         p = f.get("parameters", {})
         main, other = f.get("settle_main") or 0.0, p.get("compare_settle") or 0.0
-        self.target("latency_vs_floor", f"agent latency / byte-copy floor (full, settle {main:g} s)",
-                    self.ratio("agent_full", "floor_full"), "{:.2f}x")
-        self.target("latency_vs_astropy",
-                    f"agent latency / astropy baseline (full, settle {main:g} s)",
-                    self.ratio("agent_full", "astropy_full"), "{:.2f}x")
+        self.target(
+            "latency_vs_floor",
+            f"agent latency / byte-copy floor (full, settle {main:g} s)",
+            self.ratio("agent_full", "floor_full"),
+            "{:.2f}x",
+        )
+        self.target(
+            "latency_vs_astropy",
+            f"agent latency / astropy baseline (full, settle {main:g} s)",
+            self.ratio("agent_full", "astropy_full"),
+            "{:.2f}x",
+        )
         if r.med("agent_full_compare") is not None:
-            self.target("latency_cmp_vs_floor",
-                        f"agent latency / byte-copy floor (full, settle {other:g} s)",
-                        self.ratio("agent_full_compare", "floor_full"), "{:.2f}x")
-            self.target("latency_cmp_vs_astropy",
-                        f"agent latency / astropy baseline (full, settle {other:g} s)",
-                        self.ratio("agent_full_compare", "astropy_full"), "{:.2f}x")
+            self.target(
+                "latency_cmp_vs_floor",
+                f"agent latency / byte-copy floor (full, settle {other:g} s)",
+                self.ratio("agent_full_compare", "floor_full"),
+                "{:.2f}x",
+            )
+            self.target(
+                "latency_cmp_vs_astropy",
+                f"agent latency / astropy baseline (full, settle {other:g} s)",
+                self.ratio("agent_full_compare", "astropy_full"),
+                "{:.2f}x",
+            )
         gate, lat = r.med("agent_full_gate"), r.med("agent_full")
         if gate is not None and lat is not None and r.med("floor_full"):
-            self.info("latency_minus_gate_vs_floor", "  (agent latency - gate wait) / floor",
-                      (lat - gate) / r.med("floor_full"), "{:.2f}x")
-        self.info("worker_vs_floor", "agent's Pipeline.process in the worker / floor (full)",
-                  self.ratio("agent_full_process", "floor_full"), "{:.2f}x")
-        self.info("inproc_vs_floor", "Pipeline.process (warm) / floor (full)",
-                  self.ratio("inproc_full", "floor_full"), "{:.2f}x")
+            self.info(
+                "latency_minus_gate_vs_floor",
+                "  (agent latency - gate wait) / floor",
+                (lat - gate) / r.med("floor_full"),
+                "{:.2f}x",
+            )
+        self.info(
+            "worker_vs_floor",
+            "agent's Pipeline.process in the worker / floor (full)",
+            self.ratio("agent_full_process", "floor_full"),
+            "{:.2f}x",
+        )
+        self.info(
+            "inproc_vs_floor",
+            "Pipeline.process (warm) / floor (full)",
+            self.ratio("inproc_full", "floor_full"),
+            "{:.2f}x",
+        )
         if r.med("other_full") is not None:
-            self.info("inproc_vs_other", "Pipeline.process, this tree / baseline tree (full)",
-                      self.ratio("inproc_full", "other_full"), "{:.2f}x")
-            self.info("inproc_vs_other_3k", "Pipeline.process, this tree / baseline tree (3k)",
-                      self.ratio("inproc_3k", "other_3k"), "{:.2f}x")
-        self.info("inproc_vs_astropy", "Pipeline.process (warm) / astropy baseline (full)",
-                  self.ratio("inproc_full", "astropy_full"), "{:.2f}x")
-        self.info("plain_vs_floor", "plain copy (one write + fsync) / floor (full)",
-                  self.ratio("floor_plain_full", "floor_full"), "{:.2f}x")
-        self.info("astropy_vs_floor", "astropy baseline / floor (full)",
-                  self.ratio("astropy_full", "floor_full"), "{:.2f}x")
-        self.info("cold_vs_inproc", "cold one-shot / warm Pipeline.process (full)",
-                  self.ratio("cold_full", "inproc_full"), "{:.2f}x")
-        self.info("agent3k_vs_floor", "agent latency / floor (3k, inotify)",
-                  self.ratio("agent_3k_inotify", "floor_3k"), "{:.2f}x")
-        self.info("inproc3k_vs_floor", "Pipeline.process (warm) / floor (3k)",
-                  self.ratio("inproc_3k", "floor_3k"), "{:.2f}x")
+            self.info(
+                "inproc_vs_other",
+                "Pipeline.process, this tree / baseline tree (full)",
+                self.ratio("inproc_full", "other_full"),
+                "{:.2f}x",
+            )
+            self.info(
+                "inproc_vs_other_3k",
+                "Pipeline.process, this tree / baseline tree (3k)",
+                self.ratio("inproc_3k", "other_3k"),
+                "{:.2f}x",
+            )
+        self.info(
+            "inproc_vs_astropy",
+            "Pipeline.process (warm) / astropy baseline (full)",
+            self.ratio("inproc_full", "astropy_full"),
+            "{:.2f}x",
+        )
+        self.info(
+            "plain_vs_floor",
+            "plain copy (one write + fsync) / floor (full)",
+            self.ratio("floor_plain_full", "floor_full"),
+            "{:.2f}x",
+        )
+        self.info(
+            "astropy_vs_floor",
+            "astropy baseline / floor (full)",
+            self.ratio("astropy_full", "floor_full"),
+            "{:.2f}x",
+        )
+        self.info(
+            "cold_vs_inproc",
+            "cold one-shot / warm Pipeline.process (full)",
+            self.ratio("cold_full", "inproc_full"),
+            "{:.2f}x",
+        )
+        self.info(
+            "agent3k_vs_floor",
+            "agent latency / floor (3k, inotify)",
+            self.ratio("agent_3k_inotify", "floor_3k"),
+            "{:.2f}x",
+        )
+        self.info(
+            "inproc3k_vs_floor",
+            "Pipeline.process (warm) / floor (3k)",
+            self.ratio("inproc_3k", "floor_3k"),
+            "{:.2f}x",
+        )
         self.target("rss_worker", "peak RSS of the worker (MB)", f.get("rss_worker_mb"), "{:.0f}")
-        self.target("pss_total", "peak PSS, sum over the agent's processes (MB)",
-                    f.get("pss_peak_total_mb"), "{:.0f}")
-        self.info("rss_total", "  sum of the processes' peak RSS (shared pages twice)",
-                  f.get("rss_total_mb"), "{:.0f}")
+        self.target(
+            "pss_total", "peak PSS, sum over the agent's processes (MB)", f.get("pss_peak_total_mb"), "{:.0f}"
+        )
+        self.info(
+            "rss_total",
+            "  sum of the processes' peak RSS (shared pages twice)",
+            f.get("rss_total_mb"),
+            "{:.0f}",
+        )
         first = r.med("first_full")
         rest = r.med("agent_full")
-        self.target("first_vs_rest", "first file after start / median of the rest (latency)",
-                    first / rest if first and rest else None, "{:.2f}x")
+        self.target(
+            "first_vs_rest",
+            "first file after start / median of the rest (latency)",
+            first / rest if first and rest else None,
+            "{:.2f}x",
+        )
         fp, rp = r.med("first_full_process"), r.med("agent_full_process")
-        self.info("first_vs_rest_process", "  same, worker processing time only",
-                  fp / rp if fp and rp else None, "{:.2f}x")
-        self.target("replay_scaling", "replay throughput, 2 workers / 1 (processing span)",
-                    self.ratio("replay_w2_span", "replay_w1_span"), "{:.2f}x")
-        self.info("replay_scaling_wall", "  same, wall clock of `modsingest replay`",
-                  self.ratio("replay_w2_wall", "replay_w1_wall"), "{:.2f}x")
-        self.info("copy_scaling", "  the machine's own: copy-only night, 2 copiers / 1",
-                  self.ratio("copy_night_2", "copy_night_1"), "{:.2f}x")
+        self.info(
+            "first_vs_rest_process",
+            "  same, worker processing time only",
+            fp / rp if fp and rp else None,
+            "{:.2f}x",
+        )
+        self.target(
+            "replay_scaling",
+            "replay throughput, 2 workers / 1 (processing span)",
+            self.ratio("replay_w2_span", "replay_w1_span"),
+            "{:.2f}x",
+        )
+        self.info(
+            "replay_scaling_wall",
+            "  same, wall clock of `modsingest replay`",
+            self.ratio("replay_w2_wall", "replay_w1_wall"),
+            "{:.2f}x",
+        )
+        self.info(
+            "copy_scaling",
+            "  the machine's own: copy-only night, 2 copiers / 1",
+            self.ratio("copy_night_2", "copy_night_1"),
+            "{:.2f}x",
+        )
         for w in (1, 2):
-            self.info(f"replay_w{w}_vs_copy",
-                      f"  replay, {w} worker(s) / copy-only night with {w} copier(s) (files/s)",
-                      self.ratio(f"replay_w{w}_span", f"copy_night_{w}"), "{:.2f}x")
-            self.info(f"replay_w{w}_cpu", f"  replay, {w} worker(s): cores busy (CPU s / wall s)",
-                      r.med(f"replay_w{w}_cpu"), "{:.2f}")
-        self.target("idle_cpu_inotify", "idle CPU, inotify mode (% of one core)",
-                    f.get("idle_cpu_inotify_pct"), "{:.2f}")
-        self.info("idle_cpu_poll", "idle CPU, poll mode (% of one core)",
-                  f.get("idle_cpu_poll_pct"), "{:.2f}")
-        self.info("detect_inotify", "detection latency, inotify (ms)",
-                  _ms(r.med("agent_3k_inotify_detect")), "{:.1f}")
-        self.info("detect_poll", "detection latency, poll (ms)",
-                  _ms(r.med("agent_3k_poll_detect")), "{:.0f}")
+            self.info(
+                f"replay_w{w}_vs_copy",
+                f"  replay, {w} worker(s) / copy-only night with {w} copier(s) (files/s)",
+                self.ratio(f"replay_w{w}_span", f"copy_night_{w}"),
+                "{:.2f}x",
+            )
+            self.info(
+                f"replay_w{w}_cpu",
+                f"  replay, {w} worker(s): cores busy (CPU s / wall s)",
+                r.med(f"replay_w{w}_cpu"),
+                "{:.2f}",
+            )
+        self.target(
+            "idle_cpu_inotify",
+            "idle CPU, inotify mode (% of one core)",
+            f.get("idle_cpu_inotify_pct"),
+            "{:.2f}",
+        )
+        self.info(
+            "idle_cpu_poll", "idle CPU, poll mode (% of one core)", f.get("idle_cpu_poll_pct"), "{:.2f}"
+        )
+        self.info(
+            "detect_inotify",
+            "detection latency, inotify (ms)",
+            _ms(r.med("agent_3k_inotify_detect")),
+            "{:.1f}",
+        )
+        self.info("detect_poll", "detection latency, poll (ms)", _ms(r.med("agent_3k_poll_detect")), "{:.0f}")
 
-    def print(self) -> None:
+    def print(self) -> None:  # noqa: C901
         r, f = self.r, self.r.facts
         out = sys.stdout
         m = f.get("machine", {})
         p = f.get("parameters", {})
         print("\n== modsingest benchmark ==", file=out)
         if m:
-            print(f"machine: {m.get('nproc')} CPUs, {m.get('cpu')}, {m.get('memory')}; "
-                  f"kernel {m.get('kernel')}; bench dir on {m.get('filesystem')}", file=out)
-            print(f"software: Python {m.get('python')}, numpy {m.get('numpy')}, astropy "
-                  f"{m.get('astropy')}, modsingest {m.get('modsingest')} ({m.get('commit')})", file=out)
-            print(f"load average at start {_load(m.get('loadavg_start'))}, at end "
-                  f"{_load(m.get('loadavg_end'))}", file=out)
+            print(
+                f"machine: {m.get('nproc')} CPUs, {m.get('cpu')}, {m.get('memory')}; "
+                f"kernel {m.get('kernel')}; bench dir on {m.get('filesystem')}",
+                file=out,
+            )
+            print(
+                f"software: Python {m.get('python')}, numpy {m.get('numpy')}, astropy "
+                f"{m.get('astropy')}, modsingest {m.get('modsingest')} ({m.get('commit')})",
+                file=out,
+            )
+            print(
+                f"load average at start {_load(m.get('loadavg_start'))}, at end "
+                f"{_load(m.get('loadavg_end'))}",
+                file=out,
+            )
             if m.get("free_page_reporting"):
-                print("virtio balloon with free page reporting: memory freed a few seconds ago "
-                      "costs a host fault when touched again (noise in every write)", file=out)
+                print(
+                    "virtio balloon with free page reporting: memory freed a few seconds ago "
+                    "costs a host fault when touched again (noise in every write)",
+                    file=out,
+                )
         if p:
-            print(f"repetitions: {p.get('reps_full')} full frame, {p.get('reps_3k')} 3k; replay night "
-                  f"of {f.get('replay_files', p.get('night_files'))} files x {p.get('replay_rounds')} "
-                  f"round(s); watch.poll_interval {p.get('poll_interval')} s, watch.settle "
-                  f"{f.get('settle_main', '?')} s"
-                  + (f" (full frames also settle {p['compare_settle']} s)" if p.get("compare_settle")
-                     else ""), file=out)
+            print(
+                f"repetitions: {p.get('reps_full')} full frame, {p.get('reps_3k')} 3k; replay night "
+                f"of {f.get('replay_files', p.get('night_files'))} files x {p.get('replay_rounds')} "
+                f"round(s); watch.poll_interval {p.get('poll_interval')} s, watch.settle "
+                f"{f.get('settle_main', '?')} s"
+                + (f" (full frames also settle {p['compare_settle']} s)" if p.get("compare_settle") else ""),
+                file=out,
+            )
         for roi in ("full", "3k"):
             if f.get(f"raw_mb_{roi}"):
-                print(f"{roi}: raw {f[f'raw_mb_{roi}']:.1f} MB, output {f[f'output_mb_{roi}']:.1f} MB "
-                      f"(written twice)", file=out)
+                print(
+                    f"{roi}: raw {f[f'raw_mb_{roi}']:.1f} MB, output {f[f'output_mb_{roi}']:.1f} MB "
+                    f"(written twice)",
+                    file=out,
+                )
         print("\n-- times (median, min-max over repetitions) --", file=out)
         width = max([len(s.name) for s in r.series.values()] + [20])
-        for key, s in r.series.items():
+        for s in r.series.values():
             if not s.values:
                 continue
             if s.unit == "s":
-                line = (f"{fmt_s(s.median):>9}  ({fmt_s(min(s.values))} - {fmt_s(max(s.values))})")
+                line = f"{fmt_s(s.median):>9}  ({fmt_s(min(s.values))} - {fmt_s(max(s.values))})"
             else:
-                line = (f"{s.median:>9.2f}  ({min(s.values):.2f} - {max(s.values):.2f}) {s.unit}")
+                line = f"{s.median:>9.2f}  ({min(s.values):.2f} - {max(s.values):.2f}) {s.unit}"
             print(f"{s.name:<{width}}  {line}  n={s.n}", file=out)
-        for key, what in (("agent_full", "full frame"), ("agent_full_compare", "full frame, other settle"),
-                          ("agent_3k_inotify", "3k, inotify"), ("agent_3k_poll", "3k, poll")):
+        for key, what in (
+            ("agent_full", "full frame"),
+            ("agent_full_compare", "full frame, other settle"),
+            ("agent_3k_inotify", "3k, inotify"),
+            ("agent_3k_poll", "3k, poll"),
+        ):
             lat = r.med(key)
             if not lat:
                 continue
-            parts = ", ".join(f"{part} {fmt_s(r.med(f'{key}_{part}'))} "
-                              f"({100 * (r.med(f'{key}_{part}') or 0) / lat:.0f} %)"
-                              for part in PARTS if r.med(f"{key}_{part}") is not None)
+            parts = ", ".join(
+                f"{part} {fmt_s(r.med(f'{key}_{part}'))} ({100 * (r.med(f'{key}_{part}') or 0) / lat:.0f} %)"
+                for part in PARTS
+                if r.med(f"{key}_{part}") is not None
+            )
             print(f"latency split, {what} (medians of {fmt_s(lat)}): {parts}", file=out)
         if f.get("memory"):
             print("\n-- agent memory after the full frames (VmHWM = peak RSS) --", file=out)
             for proc in f["memory"]:
-                print(f"  {proc['role']:<16} pid {proc['pid']:>7}: peak {proc['hwm_mb']:6.0f} MB, "
-                      f"now {proc['rss_mb']:5.0f} MB (PSS {proc['pss_mb']:.0f} MB)", file=out)
-            print(f"  sum of peaks {f['rss_total_mb']:.0f} MB; sum of PSS now "
-                  f"{f['pss_total_mb']:.0f} MB, at its peak while processing a full frame "
-                  f"{f.get('pss_peak_total_mb', 0):.0f} MB (PSS: shared pages counted once)", file=out)
+                print(
+                    f"  {proc['role']:<16} pid {proc['pid']:>7}: peak {proc['hwm_mb']:6.0f} MB, "
+                    f"now {proc['rss_mb']:5.0f} MB (PSS {proc['pss_mb']:.0f} MB)",
+                    file=out,
+                )
+            print(
+                f"  sum of peaks {f['rss_total_mb']:.0f} MB; sum of PSS now "
+                f"{f['pss_total_mb']:.0f} MB, at its peak while processing a full frame "
+                f"{f.get('pss_peak_total_mb', 0):.0f} MB (PSS: shared pages counted once)",
+                file=out,
+            )
         if "idle_cpu_inotify_pct" in f or "idle_cpu_poll_pct" in f:
-            print(f"\nidle CPU over {f.get('idle_window_s')} s: inotify "
-                  f"{f.get('idle_cpu_inotify_pct', float('nan')):.2f} %, poll "
-                  f"{f.get('idle_cpu_poll_pct', float('nan')):.2f} % of one core", file=out)
+            print(
+                f"\nidle CPU over {f.get('idle_window_s')} s: inotify "
+                f"{f.get('idle_cpu_inotify_pct', float('nan')):.2f} %, poll "
+                f"{f.get('idle_cpu_poll_pct', float('nan')):.2f} % of one core",
+                file=out,
+            )
         self.build()
         print("\n-- ratios and targets --", file=out)
         lw = max(len(row["label"]) for row in self.rows)
@@ -1429,33 +1721,57 @@ def _load(v: Any) -> str:
 # =========================================================================== command line
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 full-frame and 3 3k repetitions, a night of 20 files, "
-                        "5 s idle window (a few minutes)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 full-frame and 3 3k repetitions, a night of 20 files, "
+        "5 s idle window (a few minutes)",
+    )
     p.add_argument("--reps", type=int, help="full-frame repetitions (default 5; quick 2)")
     p.add_argument("--reps-3k", type=int, help="3k-ROI repetitions (default 6; quick 3)")
     p.add_argument("--night-files", type=int, help="files in the replay night (default 100; quick 20)")
-    p.add_argument("--replay-rounds", type=int,
-                   help="replay rounds, each a copy-only night, 1 worker and 2 workers, the order "
-                        "reversed every other round (default 2; quick 1)")
+    p.add_argument(
+        "--replay-rounds",
+        type=int,
+        help="replay rounds, each a copy-only night, 1 worker and 2 workers, the order "
+        "reversed every other round (default 2; quick 1)",
+    )
     p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 10; quick 5)")
-    p.add_argument("--poll-interval", type=float, default=1.0,
-                   help="watch.poll_interval of the services, seconds (default 1.0, as shipped)")
-    p.add_argument("--settle", type=float,
-                   help="watch.settle of the services, seconds (default: the service's own, as shipped)")
-    p.add_argument("--compare-settle", type=float, metavar="S",
-                   help="also run the full frames through a second service with watch.settle S, "
-                        "to show what the gate's stability window costs")
-    p.add_argument("--baseline-src", metavar="DIR",
-                   help="also time a warm Pipeline.process from another source tree (a copy of "
-                        "src/ from before a change), in the same rotation")
-    p.add_argument("--workdir", default=str(REPO / "bench-out"),
-                   help="where the scratch directory is made (default bench-out/ in the repo)")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help="watch.poll_interval of the services, seconds (default 1.0, as shipped)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        help="watch.settle of the services, seconds (default: the service's own, as shipped)",
+    )
+    p.add_argument(
+        "--compare-settle",
+        type=float,
+        metavar="S",
+        help="also run the full frames through a second service with watch.settle S, "
+        "to show what the gate's stability window costs",
+    )
+    p.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also time a warm Pipeline.process from another source tree (a copy of "
+        "src/ from before a change), in the same rotation",
+    )
+    p.add_argument(
+        "--workdir",
+        default=str(REPO / "bench-out"),
+        help="where the scratch directory is made (default bench-out/ in the repo)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument("--json", metavar="FILE", help="also write every sample and the table as JSON")
     args = p.parse_args(argv)
-    defaults = dict(reps=(3, 5), reps_3k=(3, 6), night_files=(30, 100), replay_rounds=(2, 2),
-                    idle_seconds=(5.0, 10.0))
+    defaults = dict(
+        reps=(3, 5), reps_3k=(3, 6), night_files=(30, 100), replay_rounds=(2, 2), idle_seconds=(5.0, 10.0)
+    )
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)

@@ -50,8 +50,12 @@ def start_agent() -> tuple[subprocess.Popen, threading.Event]:
     """The agent as systemd would run it; its log lines are echoed with a prefix."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "modsingest.cli", "watch", "--config", str(CONFIG)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        cwd=ROOT, start_new_session=True,  # Ctrl-C reaches the demo only; it stops the agent
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        cwd=ROOT,
+        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the agent
     )
     ready = threading.Event()
 
@@ -84,12 +88,16 @@ def delivered(newdata: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6, help="files to write (default 6)")
-    parser.add_argument("--interval", type=float, default=2.0,
-                        help="seconds between exposures (default 2)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="give up after this many seconds (default 60)")
-    parser.add_argument("--roi", default="1k", choices=("full", "4k", "3k", "1k"),
-                        help="ROI of the simulated exposures (default 1k: small and quick)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between exposures (default 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="give up after this many seconds (default 60)"
+    )
+    parser.add_argument(
+        "--roi",
+        default="1k",
+        choices=("full", "4k", "3k", "1k"),
+        help="ROI of the simulated exposures (default 1k: small and quick)",
+    )
     parser.add_argument("--forever", action="store_true", help="keep writing files until Ctrl-C")
     args = parser.parse_args(argv)
 
@@ -105,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             say("the agent did not become ready")
             stop_agent(proc)
             return 1
-    say(f"the agent is ready; writing {'files until Ctrl-C' if args.forever else f'{args.files} files'}"
-        f" (two passes each, as azcam) -- watch {dirs['newdata'].relative_to(ROOT)}/")
+    say(
+        f"the agent is ready; writing {'files until Ctrl-C' if args.forever else f'{args.files} files'}"
+        f" (two passes each, as azcam) -- watch {dirs['newdata'].relative_to(ROOT)}/"
+    )
     written: list[str] = []
     seen: set[str] = set()
     seq = {c: 0 for c in CHANNELS}
@@ -123,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_write and (args.forever or len(written) < args.files):
                 channel = CHANNELS[len(written) % 2]
                 seq[channel] += 1
-                spec = simulate.ExposureSpec(channel=channel, seq=seq[channel], roi=args.roi,
-                                             exptime=1.0)
+                spec = simulate.ExposureSpec(channel=channel, seq=seq[channel], roi=args.roi, exptime=1.0)
                 path = simulate.write(spec, dirs[channel], two_pass=True, pause=0.5)
                 written.append(path.name)
                 say(f"azcam wrote raw/{channel}/{path.name} (second pass: CONPARS appended)")
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(flush=True)
     status = subprocess.run(
         [sys.executable, "-m", "modsingest.cli", "status", "--config", str(CONFIG)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     print(status.stdout, end="", flush=True)
     print(flush=True)

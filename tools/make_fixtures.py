@@ -20,7 +20,7 @@ import hashlib
 import json
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,34 +36,67 @@ EXPECTED = ROOT / "fixtures" / "expected"
 #: Cards whose value depends on when or by which version the file was processed.
 VOLATILE = ("MSIDATE", "MSIVER", "CHECKSUM")
 
-UTC = timezone.utc
+UTC = UTC
 
 #: The recorded set: the 1k ROI and binned modes, both geometries, the quirks.
 SPECS = (
     # Like the real December engineering file: Q1..Q4, no telescope block, and its date tag
     # fixed at server start (20251210) although the observing date of DATE-OBS is the 11th.
     simulate.ExposureSpec(
-        channel="mods2r", date="20251210", seq=9, roi="1k", binning=(1, 1), epoch=2025,
-        utc_start=datetime(2025, 12, 10, 19, 8, 7, 251000, tzinfo=UTC), exptime=1.0,
-        object="Sieve Mask 1Kx1K 500ms", telescope=False,
+        channel="mods2r",
+        date="20251210",
+        seq=9,
+        roi="1k",
+        binning=(1, 1),
+        epoch=2025,
+        utc_start=datetime(2025, 12, 10, 19, 8, 7, 251000, tzinfo=UTC),
+        exptime=1.0,
+        object="Sieve Mask 1Kx1K 500ms",
+        telescope=False,
     ),
     # 2026 geometry, binned 2x2, on sky: sexagesimal TELALT, the .1000 fraction, blank NSTYPE.
     simulate.ExposureSpec(
-        channel="mods1b", seq=12, roi="1k", binning=(2, 2), epoch=2026,
-        utc_start=datetime(2026, 2, 15, 3, 12, 45, 999000, tzinfo=UTC), exptime=60.0,
-        telescope=True, telalt_style="sexagesimal", fraction_1000=True, blank_nstype=True,
+        channel="mods1b",
+        seq=12,
+        roi="1k",
+        binning=(2, 2),
+        epoch=2026,
+        utc_start=datetime(2026, 2, 15, 3, 12, 45, 999000, tzinfo=UTC),
+        exptime=60.0,
+        telescope=True,
+        telalt_style="sexagesimal",
+        fraction_1000=True,
+        blank_nstype=True,
     ),
     # Binned in y only, decimal TELALT, CONPARS never appended.
     simulate.ExposureSpec(
-        channel="mods1r", seq=3, roi="1k", binning=(1, 2), epoch=2026,
-        utc_start=datetime(2026, 3, 1, 4, 0, 0, 0, tzinfo=UTC), exptime=120.0, imagetype="flat",
-        object="Flat", telescope=True, telalt_style="decimal", conpars=False,
+        channel="mods1r",
+        seq=3,
+        roi="1k",
+        binning=(1, 2),
+        epoch=2026,
+        utc_start=datetime(2026, 3, 1, 4, 0, 0, 0, tzinfo=UTC),
+        exptime=120.0,
+        imagetype="flat",
+        object="Flat",
+        telescope=True,
+        telalt_style="decimal",
+        conpars=False,
     ),
     # A user-chosen root, a NOCOMM string and a numeric keyword left out.
     simulate.ExposureSpec(
-        channel="mods2b", seq=1, roi="1k", binning=(2, 2), epoch=2026,
-        utc_start=datetime(2026, 1, 2, 23, 59, 59, 0, tzinfo=UTC), exptime=5.0,
-        imagetype="bias", object="Bias", telescope=True, nocomm=("HATCH", "TELALT"), root="m2bTest.",
+        channel="mods2b",
+        seq=1,
+        roi="1k",
+        binning=(2, 2),
+        epoch=2026,
+        utc_start=datetime(2026, 1, 2, 23, 59, 59, 0, tzinfo=UTC),
+        exptime=5.0,
+        imagetype="bias",
+        object="Bias",
+        telescope=True,
+        nocomm=("HATCH", "TELALT"),
+        root="m2bTest.",
     ),
 )
 
@@ -82,9 +115,7 @@ def dump(path: Path) -> dict:
     with fits.open(path, do_not_scale_image_data=True, uint=False) as hdul:
         for hdu in hdul:
             cards = [
-                [c.keyword, _value(c.value), c.comment]
-                for c in hdu.header.cards
-                if c.keyword not in VOLATILE
+                [c.keyword, _value(c.value), c.comment] for c in hdu.header.cards if c.keyword not in VOLATILE
             ]
             offset, size = hdu._data_offset, hdu._data_size
             with open(path, "rb") as fh:
@@ -130,8 +161,12 @@ def changes(old: dict, new: dict) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="record the raws (if absent) and the expected outputs")
-    parser.add_argument("--rerecord-raw", action="store_true", help="also regenerate the raw files with the simulator")
+    parser.add_argument(
+        "--write", action="store_true", help="record the raws (if absent) and the expected outputs"
+    )
+    parser.add_argument(
+        "--rerecord-raw", action="store_true", help="also regenerate the raw files with the simulator"
+    )
     args = parser.parse_args()
     RAW.mkdir(parents=True, exist_ok=True)
     EXPECTED.mkdir(parents=True, exist_ok=True)

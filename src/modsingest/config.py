@@ -9,9 +9,10 @@ the spellings people actually write (true/false, yes/no, on/off, Y/N).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -37,7 +38,9 @@ class WatchSettings:
     method: str = "inotify"  # inotify | poll
     poll_interval: float = 1.0  # seconds between poll scans of the raw directories
     settle: float = 0.05  # a complete file's fingerprint must hold this long before processing
-    pass_on_close: bool = True  # a writer's close (inotify) or azcam's "proc" (UDP) of a complete file with CONPARS is final
+    pass_on_close: bool = (
+        True  # a writer's close (inotify) or azcam's "proc" (UDP) of a complete file with CONPARS is final
+    )
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
     incomplete_timeout: float = 300.0  # report a file that stays incomplete this long
@@ -347,7 +350,7 @@ def _steps(doc: CommentedMap, where: _Where) -> tuple[StepSpec, ...]:
             if isinstance(item, str):
                 items.append((node, i, item, True))
             elif isinstance(item, CommentedMap) and len(item) == 1:
-                (name, flag), = item.items()
+                ((name, flag),) = item.items()
                 items.append((item, name, name, flag))
             else:
                 raise ConfigError(
@@ -377,6 +380,5 @@ def check_steps_known(settings: Settings, known: set[str]) -> None:
     for spec in settings.steps:
         if spec.name not in known:
             raise ConfigError(
-                f"{settings.source}: steps.{spec.name}: no such step "
-                f"(installed: {', '.join(sorted(known))})"
+                f"{settings.source}: steps.{spec.name}: no such step (installed: {', '.join(sorted(known))})"
             )

@@ -13,8 +13,10 @@ import sys
 
 def setup_logging(level: str = "info") -> None:
     under_journald = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_journald else (
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if under_journald
+        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from modsingest.logsetup import setup_logging
 from modsingest.commands import CONFIG_ERROR, load_settings
+from modsingest.logsetup import setup_logging
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

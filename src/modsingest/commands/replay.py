@@ -7,22 +7,26 @@ import sys
 
 from modsingest.commands import CONFIG_ERROR, load_settings, night_arg
 from modsingest.service import ledger
-from modsingest.service.replay import dry_run, select, via_service, here
+from modsingest.service.replay import dry_run, here, select, via_service
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument("--night", metavar="CCYYMMDD", type=night_arg,
-                        help="every raw file of this observing night")
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="raw files (paths, or base names looked up in the raw directories)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="only list what would be processed")
+    parser.add_argument(
+        "--night", metavar="CCYYMMDD", type=night_arg, help="every raw file of this observing night"
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="raw files (paths, or base names looked up in the raw directories)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be processed")
 
 
 def command(args: argparse.Namespace) -> int:
     if bool(args.night) == bool(args.files):
-        print("modsingest replay: give either --night CCYYMMDD or FILE... (not both)",
-              file=sys.stderr)
+        print("modsingest replay: give either --night CCYYMMDD or FILE... (not both)", file=sys.stderr)
         return 2
     settings = load_settings(args.config)
     if settings is None:

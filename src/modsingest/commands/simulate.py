@@ -10,9 +10,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from modsingest.sim import (
-    CHANNELS, EPOCHS, IMAGE_TYPES, ROI_MODES, SHUTTER_DELAY, TELALT_STYLES, TIMEZONES,
-    ExposureSpec, _as_utc, _parse_binning, readout_seconds, write,
+    CHANNELS,
+    EPOCHS,
+    IMAGE_TYPES,
+    ROI_MODES,
+    SHUTTER_DELAY,
+    TELALT_STYLES,
+    TIMEZONES,
+    ExposureSpec,
+    _as_utc,
+    _parse_binning,
+    readout_seconds,
+    write,
 )
+
 
 def _iso_time(text: str) -> datetime:
     try:
@@ -27,39 +38,78 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--out", required=True, type=Path, help="directory to write into (must exist)")
     add("--channel", default="mods1b", choices=CHANNELS)
     add("--date", help="observing-date tag CCYYMMDD (default: UTC date of now + 5 h)")
-    add("--start", type=_iso_time,
-        help="UTC start of the first exposure, ISO (default: now, or 04:00 UTC of --date)")
+    add(
+        "--start",
+        type=_iso_time,
+        help="UTC start of the first exposure, ISO (default: now, or 04:00 UTC of --date)",
+    )
     add("--seq", type=int, default=1, help="sequence number of the first file (1..9999)")
     add("--count", type=int, default=1, help="number of successive exposures")
-    add("--interval", type=float, default=0.0,
-        help="seconds between files, real time (0: as fast as possible)")
+    add(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between files, real time (0: as fast as possible)",
+    )
     add("--roi", default="full", choices=ROI_MODES)
     add("--bin", default="1 1", help="binning 'xb yb', each 1 or 2 (e.g. '2 2', '1 2')")
-    add("--epoch", type=int, default=2026, choices=sorted(EPOCHS),
-        help="2026: IM1..IM4, 8292 columns; 2025: Q1..Q4, 8288 columns")
+    add(
+        "--epoch",
+        type=int,
+        default=2026,
+        choices=sorted(EPOCHS),
+        help="2026: IM1..IM4, 8292 columns; 2025: Q1..Q4, 8288 columns",
+    )
     add("--imagetype", default="object", choices=IMAGE_TYPES)
     add("--exptime", type=float, default=300.0, help="exposure time, seconds")
     add("--object", default="NGC 4151", help="OBJECT title")
     passes = parser.add_mutually_exclusive_group()
-    passes.add_argument("--two-pass", dest="two_pass", action="store_true", default=True,
-                        help="write CONPARS in a second pass, as azcam (default)")
-    passes.add_argument("--one-pass", dest="two_pass", action="store_false",
-                        help="write the whole file at once")
+    passes.add_argument(
+        "--two-pass",
+        dest="two_pass",
+        action="store_true",
+        default=True,
+        help="write CONPARS in a second pass, as azcam (default)",
+    )
+    passes.add_argument(
+        "--one-pass", dest="two_pass", action="store_false", help="write the whole file at once"
+    )
     add("--pass-delay", type=float, default=0.0, help="seconds between the two passes")
-    add("--no-telescope", dest="telescope", action="store_false",
-        help="omit the telescope and instrument blocks (engineering/calibration file)")
-    add("--no-conpars", dest="conpars", action="store_false",
-        help="never append CONPARS (the second pass does not happen)")
-    add("--telalt", default="decimal", choices=TELALT_STYLES,
-        help="TELALT/TELAZ style: sexagesimal before 2026-02-26, decimal after")
+    add(
+        "--no-telescope",
+        dest="telescope",
+        action="store_false",
+        help="omit the telescope and instrument blocks (engineering/calibration file)",
+    )
+    add(
+        "--no-conpars",
+        dest="conpars",
+        action="store_false",
+        help="never append CONPARS (the second pass does not happen)",
+    )
+    add(
+        "--telalt",
+        default="decimal",
+        choices=TELALT_STYLES,
+        help="TELALT/TELAZ style: sexagesimal before 2026-02-26, decimal after",
+    )
     add("--fraction-1000", action="store_true", help="print UTC-OBS with azcam's '.1000' fraction")
     add("--blank-nstype", action="store_true", help="blank NSTYPE/NSEPHFIL")
-    add("--nocomm", action="append", default=[], metavar="KEYWORD",
+    add(
+        "--nocomm",
+        action="append",
+        default=[],
+        metavar="KEYWORD",
         help="telescope/instrument keyword returning NOCOMM (repeatable): "
-             "string keywords carry it, numeric ones are left out")
+        "string keywords carry it, numeric ones are left out",
+    )
     add("--timezone", default="0.0", choices=TIMEZONES, help="host clock TIMEZONE")
-    add("--name", dest="root", metavar="ROOT",
-        help="azcam file-name root used verbatim, e.g. 'm1bTest.' -> m1bTest.0001.fits")
+    add(
+        "--name",
+        dest="root",
+        metavar="ROOT",
+        help="azcam file-name root used verbatim, e.g. 'm1bTest.' -> m1bTest.0001.fits",
+    )
     add("--seed", type=int, help="pixel/telemetry seed (default: from the file name)")
     add("--overwrite", action="store_true", help="replace existing files")
 
@@ -71,20 +121,33 @@ def specs_from_args(args: argparse.Namespace) -> list[ExposureSpec]:
     if args.interval < 0 or args.pass_delay < 0:
         raise ValueError("--interval and --pass-delay must not be negative")
     first = ExposureSpec(
-        channel=args.channel, date=args.date, seq=args.seq, roi=args.roi,
-        binning=_parse_binning(args.bin), epoch=args.epoch, utc_start=args.start,
-        exptime=args.exptime, imagetype=args.imagetype, object=args.object,
-        telescope=args.telescope, telalt_style=args.telalt,
-        fraction_1000=args.fraction_1000, blank_nstype=args.blank_nstype,
-        conpars=args.conpars, nocomm=tuple(args.nocomm), root=args.root,
-        timezone=args.timezone, seed=args.seed,
+        channel=args.channel,
+        date=args.date,
+        seq=args.seq,
+        roi=args.roi,
+        binning=_parse_binning(args.bin),
+        epoch=args.epoch,
+        utc_start=args.start,
+        exptime=args.exptime,
+        imagetype=args.imagetype,
+        object=args.object,
+        telescope=args.telescope,
+        telalt_style=args.telalt,
+        fraction_1000=args.fraction_1000,
+        blank_nstype=args.blank_nstype,
+        conpars=args.conpars,
+        nocomm=tuple(args.nocomm),
+        root=args.root,
+        timezone=args.timezone,
+        seed=args.seed,
     )
     if args.seq + args.count - 1 > 9999:
         raise ValueError(f"sequence numbers {args.seq}..{args.seq + args.count - 1} go past 9999")
     cadence = args.interval or (first.exptime + SHUTTER_DELAY + readout_seconds(first.region))
     return [
-        dataclasses.replace(first, seq=first.seq + i,
-                            utc_start=first.utc_start + timedelta(seconds=i * cadence))
+        dataclasses.replace(
+            first, seq=first.seq + i, utc_start=first.utc_start + timedelta(seconds=i * cadence)
+        )
         for i in range(args.count)
     ]
 
@@ -105,8 +168,9 @@ def command(args: argparse.Namespace) -> int:
         if wait > 0:
             time.sleep(wait)
         try:
-            path = write(spec, args.out, two_pass=args.two_pass, pause=args.pass_delay,
-                         overwrite=args.overwrite)
+            path = write(
+                spec, args.out, two_pass=args.two_pass, pause=args.pass_delay, overwrite=args.overwrite
+            )
         except OSError as exc:
             print(f"modsingest simulate: {exc}", file=sys.stderr)
             return 1

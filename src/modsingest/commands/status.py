@@ -8,11 +8,15 @@ import json
 from modsingest.commands import CONFIG_ERROR, load_settings, night_arg
 from modsingest.service.status import gather, render
 
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML configuration file")
-    parser.add_argument("--night", metavar="CCYYMMDD", type=night_arg,
-                        help="this observing night, by the files' date tag "
-                             "(default: the last 24 hours)")
+    parser.add_argument(
+        "--night",
+        metavar="CCYYMMDD",
+        type=night_arg,
+        help="this observing night, by the files' date tag (default: the last 24 hours)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from modsingest.commands import CONFIG_ERROR, load_settings
 from modsingest.service.agent import Service, quiet_libraries
 
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML configuration file")
 
@@ -32,8 +33,10 @@ def command(args: argparse.Namespace) -> int:
     try:
         metrics.start_http()
     except OSError as exc:
-        print(f"modsingest: metrics: cannot serve on {settings.metrics.host}:"
-              f"{settings.metrics.port}: {exc}", file=sys.stderr)
+        print(
+            f"modsingest: metrics: cannot serve on {settings.metrics.host}:{settings.metrics.port}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     service = Service(settings, notifier=Notifier(), metrics=metrics)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import mmap
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from astropy.io import fits

@@ -189,9 +189,7 @@ def scan_buffer(buf, size: int, path: str = "<buffer>") -> Layout:
         )
         if info.end_offset > size:
             name = info.extname or f"HDU {index}"
-            layout.problems.append(
-                f"{name} data cut short: needs {info.end_offset} bytes, file has {size}"
-            )
+            layout.problems.append(f"{name} data cut short: needs {info.end_offset} bytes, file has {size}")
             layout.hdus.append(info)
             break
         layout.hdus.append(info)
@@ -218,9 +216,7 @@ def _check_expected(layout: Layout) -> None:
         )
         return
     if tuple(names) not in AMP_NAMES:
-        layout.problems.append(
-            f"HDUs 1-4 are named {names}, expected IM1..IM4 (or Q1..Q4 before 2026)"
-        )
+        layout.problems.append(f"HDUs 1-4 are named {names}, expected IM1..IM4 (or Q1..Q4 before 2026)")
         return
     for h in layout.hdus[1:5]:
         if h.xtension != "IMAGE" or len(h.shape) != 2:

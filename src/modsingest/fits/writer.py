@@ -16,22 +16,34 @@ encoding.  The tests hold it to astropy's and fitsverify's verification.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Generator, Iterator
 
 import numpy as np
 from astropy.io import fits
 
-from modsingest.fits.scan import BLOCK, padded
 from modsingest.fits.frame import Frame, Merged
+from modsingest.fits.scan import BLOCK, padded
 
 #: Size of the MERGED bands rendered and written one after the other (see Output).
 BAND_BYTES = 1 << 20
 
 #: Cards of the primary that do not belong in MERGED's copy of it.
 _NOT_COPIED = {
-    "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT",
-    "EXTNAME", "CHECKSUM", "DATASUM", "BZERO", "BSCALE", "BLANK", "NEXTEND",
+    "SIMPLE",
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "EXTEND",
+    "PCOUNT",
+    "GCOUNT",
+    "EXTNAME",
+    "CHECKSUM",
+    "DATASUM",
+    "BZERO",
+    "BSCALE",
+    "BLANK",
+    "NEXTEND",
 }
 
 
@@ -117,8 +129,10 @@ def with_checksum_cards(header: fits.Header) -> str:
     images = [c.image for c in cards]
     blank = [c.is_blank for c in cards]
     commentary = [c.keyword in _COMMENTARY for c in cards]
-    for card in (fits.Card("CHECKSUM", _CHECKSUM_PLACEHOLDER, "HDU checksum"),
-                 fits.Card("DATASUM", "0", "data unit checksum")):
+    for card in (
+        fits.Card("CHECKSUM", _CHECKSUM_PLACEHOLDER, "HDU checksum"),
+        fits.Card("DATASUM", "0", "data unit checksum"),
+    ):
         at = len(images) - 1
         while at >= 0 and blank[at]:
             at -= 1

@@ -45,11 +45,11 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Iterator
 
 import erfa
 from astropy.utils import data as astropy_data
@@ -204,7 +204,7 @@ def configure_offline() -> None:
         with _astropy_calls():
             # astropy's first UTC conversion loads astropy-iers-data's leap
             # seconds into ERFA, which every computation below then uses
-            Time("2000-01-01T00:00:00", scale="utc").tai
+            _ = Time("2000-01-01T00:00:00", scale="utc").tai
         _configured = True
 
 
@@ -232,7 +232,7 @@ def leap_second_status(today: date | None = None) -> LeapSecondStatus:
     """
     configure_offline()
     expires = erfa.leap_seconds.expires.date()
-    today = today if today is not None else datetime.now(timezone.utc).date()
+    today = today if today is not None else datetime.now(UTC).date()
     return LeapSecondStatus(expires=expires, expired=today > expires)
 
 
@@ -334,8 +334,9 @@ def observation_mjds(utc: str, ra: str, dec: str, site: Site) -> ObservationMJDs
         jd1, jd2 = _utc_jd(utc)
         tdb1, tdb2 = _tdb(jd1, jd2, terms)
         # UT1-UTC, polar motion and the refraction inputs are zero (see the module docstring)
-        astrom, _ = erfa.apco13(jd1, jd2, 0.0, terms.east_longitude, terms.latitude, terms.height,
-                                0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        astrom, _ = erfa.apco13(
+            jd1, jd2, 0.0, terms.east_longitude, terms.latitude, terms.height, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        )
     from_sun = astrom["eh"] * astrom["em"]  # au: heliocentric unit vector times distance
     from_barycentre = astrom["eb"]  # au
     mjd = _mjd(jd1, jd2)
@@ -366,8 +367,7 @@ def _utc_jd(utc: str) -> tuple[float, float]:
     try:
         with warnings.catch_warnings():
             # "time is after end of day" (a 60.x s outside a leap second) is an error here
-            warnings.filterwarnings("error", message=r".*time is after end of day",
-                                    category=erfa.ErfaWarning)
+            warnings.filterwarnings("error", message=r".*time is after end of day", category=erfa.ErfaWarning)
             jd1, jd2 = erfa.dtf2d("UTC", year, month, day, hour, minute, float(m.group(6)))
     except (ValueError, erfa.ErfaWarning) as exc:
         raise ValueError(f"{utc!r} is not a valid UTC date and time ({exc})") from exc
@@ -381,6 +381,7 @@ def _tdb(jd1: float, jd2: float, terms: SiteTerms) -> tuple[float, float]:
     # TDB-TT (at most 1.7 ms) needs the time of day and the site only roughly:
     # UTC stands in for UT1, a 0.9 s difference that changes it by picoseconds.
     day_fraction = ((jd1 - 0.5) % 1.0 + jd2) % 1.0
-    tdb_minus_tt = erfa.dtdb(tt1, tt2, day_fraction, terms.east_longitude,
-                             terms.spin_axis_km, terms.equator_km)
+    tdb_minus_tt = erfa.dtdb(
+        tt1, tt2, day_fraction, terms.east_longitude, terms.spin_axis_km, terms.equator_km
+    )
     return float(tt1), float(tt2) + float(tdb_minus_tt) / 86400.0

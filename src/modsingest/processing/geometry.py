@@ -113,7 +113,7 @@ class Readout:
         naxis1: int,
         naxis2: int,
         ovrscan1: int = 32,
-    ) -> "Readout":
+    ) -> Readout:
         xbin, ybin = parse_ccdsum(ccdsum)
         return cls(
             ref_x=int(ref_pix1),
@@ -287,11 +287,14 @@ def readout_from_headers(primary, amp_headers: list) -> tuple[Readout, list[str]
         overscan = 32
         warnings.append("OVRSCAN1 missing; used 32")
     readout = Readout(
-        ref_x=ref_x, ref_y=ref_y, xbin=xbin, ybin=ybin,
-        data_cols=naxis1 - overscan, rows=naxis2, overscan=overscan,
+        ref_x=ref_x,
+        ref_y=ref_y,
+        xbin=xbin,
+        ybin=ybin,
+        data_cols=naxis1 - overscan,
+        rows=naxis2,
+        overscan=overscan,
     )
     if readout.x1 < 1 or readout.y1 < 1:
-        warnings.append(
-            f"ROI {readout.roi} extends beyond the CCD: REF-PIX and array size disagree"
-        )
+        warnings.append(f"ROI {readout.roi} extends beyond the CCD: REF-PIX and array size disagree")
     return readout, warnings

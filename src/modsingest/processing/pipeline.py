@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modsingest.fits import frame as frame_mod
-from modsingest.fits import cardconf as fitsconf, writer
-from modsingest.processing import publish
 from modsingest.config import Settings, check_steps_known
+from modsingest.fits import cardconf as fitsconf
+from modsingest.fits import frame as frame_mod
+from modsingest.fits import writer
+from modsingest.processing import publish
 from modsingest.processing.steps import BROKEN, StepContext, discover, run_steps
 
 log = logging.getLogger("modsingest.pipeline")
@@ -130,8 +131,12 @@ class Pipeline:
 
         def attempt():
             return publish.deliver(
-                path.name, frame.primary, writer.serialize(frame).items(),
-                paths.newdata, paths.processed, paths.state,
+                path.name,
+                frame.primary,
+                writer.serialize(frame).items(),
+                paths.newdata,
+                paths.processed,
+                paths.state,
             )
 
         if frame.merged is None:

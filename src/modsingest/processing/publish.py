@@ -28,10 +28,11 @@ import queue
 import re
 import secrets
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from modsingest.fits.scan import BLOCK
 
@@ -84,7 +85,7 @@ class Identity:
     time_obs: str
 
     @classmethod
-    def of(cls, header: fits.Header) -> "Identity":
+    def of(cls, header: fits.Header) -> Identity:
         def text(key: str) -> str:
             return str(header.get(key, "")).strip()
 
@@ -92,7 +93,7 @@ class Identity:
         time_obs = next((text(k) for k in ("UTC-OBS", "TIME-OBS", "UT") if text(k)), "")
         return cls(text("INSTRUME").upper(), date_obs, time_obs)
 
-    def same_exposure(self, other: "Identity") -> bool:
+    def same_exposure(self, other: Identity) -> bool:
         if self.instrume != other.instrume:
             return False
         a, b = self.date_obs, other.date_obs
@@ -254,8 +255,9 @@ def _drop_cached_pages(fd: int) -> None:
         pass
 
 
-def write_temps(directories: list[Path], name: str, items: Iterable,
-                drop_cache: Iterable[Path] = ()) -> list[Path]:
+def write_temps(
+    directories: list[Path], name: str, items: Iterable, drop_cache: Iterable[Path] = ()
+) -> list[Path]:
     """Stream ``items`` into one hidden temporary file per directory, all fsynced.
 
     The pages of the copies in ``drop_cache`` directories leave the page cache
@@ -421,9 +423,7 @@ def choose_name(raw_name: str, header: fits.Header, destinations: list[Path]) ->
     while any((d / final).exists() and not _is_same(d / final, mine) for d in destinations):
         n += 1
         final = unique[:-5] + f".{n}.fits" if unique.endswith(".fits") else f"{unique}.{n}"
-    warning = (
-        f"{clash} holds a different exposure; delivered as {final} instead of {raw_name}"
-    )
+    warning = f"{clash} holds a different exposure; delivered as {final} instead of {raw_name}"
     return final, [warning]
 
 
@@ -473,8 +473,7 @@ def deliver(
         name, warnings = choose_name(raw_name, header, destinations)
         # Both temporaries are complete and fsynced before either final name
         # appears, so a crash leaves either nothing new or the processed copy.
-        tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items,
-                                                 drop_cache=[night_dir])
+        tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items, drop_cache=[night_dir])
         commit(tmp_processed, night_dir / name)
         commit(tmp_newdata, newdata / name)
     channel = channel_of(raw_name, header)

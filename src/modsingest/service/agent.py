@@ -143,26 +143,33 @@ class Service:
             return
         name = os.path.basename(c.path)
         if not conpars:
-            log.warning("%s: no CONPARS after %g s; processing it without", name,
-                        self.settings.watch.conpars_grace)
+            log.warning(
+                "%s: no CONPARS after %g s; processing it without", name, self.settings.watch.conpars_grace
+            )
         was_blind = self.blindness.blind
         if self.blindness.note(c.path, c.sources):
             self._metric("found_by_rescan", 1)
             self.ledger.set_info(found_by_rescan=self.blindness.found_by_rescan)
         if self.blindness.blind and not was_blind:
             self._metric("set_inotify_blind", True)
-            self.ledger.set_info(inotify_blind={
-                "since": self.blindness.blind_since, "example": self.blindness.blind_example,
-                "rescan_interval": self.settings.watch.rescan_interval,
-            })
+            self.ledger.set_info(
+                inotify_blind={
+                    "since": self.blindness.blind_since,
+                    "example": self.blindness.blind_example,
+                    "rescan_interval": self.settings.watch.rescan_interval,
+                }
+            )
         log.debug("%s: queued (found by %s)", name, ",".join(sorted(c.sources)))
         self._wake()
 
     def _on_incomplete(self, c: Candidate, fp: Fingerprint, reason: str) -> None:
         assert self.ledger is not None
         self.ledger.mark_incomplete(c.path, fp, reason, seen_at=c.seen_wall)
-        log.warning("INCOMPLETE %s (for %g s; it will be looked at again when it changes)",
-                    reason, self.settings.watch.incomplete_timeout)
+        log.warning(
+            "INCOMPLETE %s (for %g s; it will be looked at again when it changes)",
+            reason,
+            self.settings.watch.incomplete_timeout,
+        )
         self._metric("incomplete", channel_of(os.path.basename(c.path)) or "")
 
     def _metric(self, name: str, *args: Any) -> None:
@@ -192,16 +199,19 @@ class Service:
 
     def _run(self) -> int:
         s = self.settings
-        log.info("modsingest %s starting: raw %s, method %s, %d worker(s)", __version__,
-                 ", ".join(map(str, s.paths.raw)), s.watch.method, s.workers)
+        log.info(
+            "modsingest %s starting: raw %s, method %s, %d worker(s)",
+            __version__,
+            ", ".join(map(str, s.paths.raw)),
+            s.watch.method,
+            s.workers,
+        )
         if not wait_for_orphans(s.paths.state / WORKERS_LOCK, ORPHAN_WAIT):
-            log.error("workers of an earlier run are still alive after %g s; not starting",
-                      ORPHAN_WAIT)
+            log.error("workers of an earlier run are still alive after %g s; not starting", ORPHAN_WAIT)
             return 1
         self.ledger = ledger = Ledger(s.paths.state)
         for row in ledger.recover():
-            log.warning("%s: was being processed when the last run ended; processing it again",
-                        row.name)
+            log.warning("%s: was being processed when the last run ended; processing it again", row.name)
         clean_destinations(s)
         pool = WorkerPool(s, s.workers, lock_path=s.paths.state / WORKERS_LOCK)
         try:
@@ -235,9 +245,16 @@ class Service:
             on_startup_done=self._wake,
         )
         ledger.set_info(
-            pid=os.getpid(), version=__version__, started=self.started_at, stopped=None,
-            method=s.watch.method, workers=s.workers, raw=[str(p) for p in s.paths.raw],
-            inotify_blind=None, found_by_rescan=0, heartbeat=time.time(),
+            pid=os.getpid(),
+            version=__version__,
+            started=self.started_at,
+            stopped=None,
+            method=s.watch.method,
+            workers=s.workers,
+            raw=[str(p) for p in s.paths.raw],
+            inotify_blind=None,
+            found_by_rescan=0,
+            heartbeat=time.time(),
             rescan_interval=s.watch.rescan_interval,
         )
         self.gate_loop.start()
@@ -254,14 +271,20 @@ class Service:
         from modsingest.service.udp import UdpListener
 
         self.udp = UdpListener(
-            self.settings.udp, self.settings.paths.raw, self.on_udp_proc,
+            self.settings.udp,
+            self.settings.paths.raw,
+            self.on_udp_proc,
             lambda: self.request_stop("UDP quit"),
         )
         try:
             self.udp.start()
         except OSError as exc:
-            log.error("udp: cannot listen on %s:%d: %s (files are still found by watching)",
-                      self.settings.udp.host, self.settings.udp.port, exc)
+            log.error(
+                "udp: cannot listen on %s:%d: %s (files are still found by watching)",
+                self.settings.udp.host,
+                self.settings.udp.port,
+                exc,
+            )
             self.udp = None
 
     def _loop(self) -> int:
@@ -279,8 +302,11 @@ class Service:
             now = time.monotonic()
             if not self.ready.is_set() and self.detector.startup_done.is_set():
                 self.ready.set()
-                log.info("ready: watching %d raw director%s", len(self.settings.paths.raw),
-                         "y" if len(self.settings.paths.raw) == 1 else "ies")
+                log.info(
+                    "ready: watching %d raw director%s",
+                    len(self.settings.paths.raw),
+                    "y" if len(self.settings.paths.raw) == 1 else "ies",
+                )
                 self._notify("ready", self._status_text())
             if now >= next_house:
                 next_house = now + HOUSEKEEPING
@@ -292,9 +318,12 @@ class Service:
                 self._notify("watchdog")
             if now >= next_beat:
                 next_beat = now + HEARTBEAT
-                self.ledger.set_info(heartbeat=time.time(), gate=self.gate_loop.counts(),
-                                     observer_restarts=self.detector.observer_restarts,
-                                     worker_deaths=self.dispatcher.pool.deaths)
+                self.ledger.set_info(
+                    heartbeat=time.time(),
+                    gate=self.gate_loop.counts(),
+                    observer_restarts=self.detector.observer_restarts,
+                    worker_deaths=self.dispatcher.pool.deaths,
+                )
             if now >= next_status:
                 next_status = now + STATUS_EVERY
                 self._notify("status", self._status_text())
@@ -322,9 +351,11 @@ class Service:
     def _status_text(self) -> str:
         assert self.dispatcher and self.ledger and self.gate_loop
         d = self.dispatcher
-        text = (f"{d.delivered} delivered, {d.failed} failed since start; "
-                f"{self.ledger.queued_count()} queued, {len(d.busy)} processing, "
-                f"{self.gate_loop.counts()['waiting_for_conpars']} waiting for CONPARS")
+        text = (
+            f"{d.delivered} delivered, {d.failed} failed since start; "
+            f"{self.ledger.queued_count()} queued, {len(d.busy)} processing, "
+            f"{self.gate_loop.counts()['waiting_for_conpars']} waiting for CONPARS"
+        )
         if self.blindness.blind:
             text += "; inotify blind, relying on rescans"
         return text

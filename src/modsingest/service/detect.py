@@ -29,8 +29,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
@@ -44,7 +44,14 @@ log = logging.getLogger("modsingest.detect")
 #: that writer is done with it); EVENT: any other inotify event (moved in,
 #: attributes changed).
 EVENT, CLOSED, POLL, RESCAN, STARTUP, RECOVERY, UDP, REPLAY = (
-    "event", "closed", "poll", "rescan", "startup", "recovery", "udp", "replay",
+    "event",
+    "closed",
+    "poll",
+    "rescan",
+    "startup",
+    "recovery",
+    "udp",
+    "replay",
 )
 #: watchdog's event type for IN_CLOSE_WRITE.  Not IN_MOVED_TO: astropy's
 #: second pass renames its temporary file over the final name, then copies the
@@ -208,9 +215,7 @@ class Scanner:
                         continue
                     if self._is_settled(path, fp):
                         continue
-                elif fp == known:
-                    continue
-                elif known is None and not _recent(entry.name, st, cutoff, cutoff_night):
+                elif fp == known or known is None and not _recent(entry.name, st, cutoff, cutoff_night):
                     continue
                 self._emit(path, source)
                 emitted += 1
@@ -439,7 +444,9 @@ class Blindness:
                 "(found by %s). On NFS, inotify sees only this host's writes; files are still "
                 "found by rescans every %g s and by UDP requests (watch.method: poll would "
                 "find them sooner).",
-                os.path.dirname(path), os.path.basename(path), ", ".join(sorted(sources)),
+                os.path.dirname(path),
+                os.path.basename(path),
+                ", ".join(sorted(sources)),
                 self.rescan_interval,
             )
         return only_rescan

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from modsingest.service import ledger as L
-from modsingest.service.ledger import Ledger, Row
+from modsingest.service.ledger import FAILED, Ledger, Row
 from modsingest.service.workers import Job, Outcome, WorkerPool
 
 log = logging.getLogger("modsingest.dispatch")
@@ -36,8 +36,15 @@ def retry_delay(attempts: int) -> float:
 
 
 class Dispatcher:
-    def __init__(self, ledger: Ledger, pool: WorkerPool, *, metrics: Any = None,
-                 max_attempts: int = MAX_ATTEMPTS, only: set[int] | None = None):
+    def __init__(
+        self,
+        ledger: Ledger,
+        pool: WorkerPool,
+        *,
+        metrics: Any = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        only: set[int] | None = None,
+    ):
         self.ledger = ledger
         self.only = only
         self.pool = pool
@@ -72,7 +79,7 @@ class Dispatcher:
         row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
         if o.died is not None:
             after = self.ledger.retry_or_fail(o.job.id, o.died, self.max_attempts)
-            if after.state == L.FAILED:
+            if after.state == FAILED:
                 self.failed += 1
                 log.error("FAILED %s: %s", after.path, after.reason)
                 self._metric("failed", after.channel or after.name, "worker")
@@ -84,8 +91,12 @@ class Dispatcher:
         warnings = list(res.get("warnings") or [])
         if o.ok:
             after = self.ledger.delivered(
-                o.job.id, name=res.get("name"), outputs=res.get("outputs") or (),
-                channel=res.get("channel"), warnings=warnings, seconds=seconds,
+                o.job.id,
+                name=res.get("name"),
+                outputs=res.get("outputs") or (),
+                channel=res.get("channel"),
+                warnings=warnings,
+                seconds=seconds,
             )
             self.delivered += 1
             log.info("%s", delivered_line(after, res))
@@ -99,8 +110,9 @@ class Dispatcher:
         if res.get("retryable") and attempts < MAX_PUBLISH_ATTEMPTS:
             delay = retry_delay(attempts)
             self.waiting[o.job.id] = (time.monotonic() + delay, reason)
-            log.warning("%s; trying again in %.0f s (attempt %d of %d)", reason, delay, attempts,
-                        MAX_PUBLISH_ATTEMPTS)
+            log.warning(
+                "%s; trying again in %.0f s (attempt %d of %d)", reason, delay, attempts, MAX_PUBLISH_ATTEMPTS
+            )
             return self.ledger.row(o.job.id) or row
         after = self.ledger.failed(o.job.id, reason, seconds=seconds, warnings=warnings)
         self.failed += 1
@@ -135,8 +147,10 @@ class Dispatcher:
         for job in lost:
             row = self.busy.pop(job.id, None)
             self.ledger.release(job.id)
-            log.warning("%s: abandoned at shutdown; it will be processed at the next start",
-                        row.name if row else job.path)
+            log.warning(
+                "%s: abandoned at shutdown; it will be processed at the next start",
+                row.name if row else job.path,
+            )
             if row:
                 abandoned.append(row)
         return abandoned

@@ -17,9 +17,9 @@ the fork server, and warming is only an optimisation.
 from __future__ import annotations
 
 try:
+    from modsingest.logsetup import setup_logging
     from modsingest.processing import pipeline  # noqa: F401  (numpy, astropy.io.fits, the steps)
     from modsingest.processing.astrotime import warm_up
-    from modsingest.logsetup import setup_logging
 
     setup_logging("info")  # a leap-second warning from the warm-up must be readable
     warm_up()

@@ -41,8 +41,8 @@ import queue
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from modsingest.fits import scan as fitscheck
 from modsingest.service.ledger import Fingerprint

@@ -39,11 +39,12 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 FILENAME = "ledger.sqlite3"
 SERVICE_LOCK = "service.lock"
@@ -113,7 +114,7 @@ class Fingerprint(NamedTuple):
     inode: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> "Fingerprint":
+    def of(cls, st: os.stat_result) -> Fingerprint:
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
@@ -148,7 +149,7 @@ class Row:
         return None
 
     @classmethod
-    def from_sql(cls, r: sqlite3.Row) -> "Row":
+    def from_sql(cls, r: sqlite3.Row) -> Row:
         return cls(
             id=r["id"],
             path=r["path"],
@@ -175,7 +176,7 @@ class Row:
 
 def observing_night(when: float) -> str:
     """CCYYMMDD of the observing date at Unix time ``when``: the UTC date of when + 5 h."""
-    stamp = datetime.fromtimestamp(when, timezone.utc) + timedelta(hours=5)
+    stamp = datetime.fromtimestamp(when, UTC) + timedelta(hours=5)
     return stamp.strftime("%Y%m%d")
 
 
@@ -211,9 +212,7 @@ class Ledger:
         self.path = path_of(state_dir)
         self._clock = clock
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, timeout=10.0, check_same_thread=False, isolation_level=None
-        )
+        self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -298,8 +297,9 @@ class Ledger:
         """True when this very file content (``_content_states``) was delivered."""
         return DELIVERED in self._content_states(path, fp)
 
-    def rows(self, *, night: str | None = None, since: float | None = None,
-             current_only: bool = True) -> list[Row]:
+    def rows(
+        self, *, night: str | None = None, since: float | None = None, current_only: bool = True
+    ) -> list[Row]:
         """Rows of one night (by the name's date tag), or touched since a time."""
         sql = "SELECT * FROM files WHERE 1=1"
         args: list = []
@@ -317,13 +317,12 @@ class Ledger:
         """Failed or incomplete files last touched before ``when`` (still unresolved)."""
         return self._query(
             "SELECT COUNT(*) FROM files WHERE current=1 AND state IN (?, ?) "
-            "AND COALESCE(finished_at, seen_at) < ?", (FAILED, INCOMPLETE, when)
+            "AND COALESCE(finished_at, seen_at) < ?",
+            (FAILED, INCOMPLETE, when),
         )[0][0]
 
     def queued_count(self) -> int:
-        return self._query(
-            "SELECT COUNT(*) FROM files WHERE state=? AND current=1", (QUEUED,)
-        )[0][0]
+        return self._query("SELECT COUNT(*) FROM files WHERE state=? AND current=1", (QUEUED,))[0][0]
 
     # ------------------------------------------------------------------ transitions
     def enqueue(
@@ -355,17 +354,28 @@ class Ledger:
                     return None
             self._retire_others(db, path, keep=found["id"] if found else None)
             values = dict(
-                state=QUEUED, current=1, reason=None, conpars=int(conpars),
-                sources=",".join(sorted(set(sources))), seen_at=seen_at, queued_at=now,
-                started_at=None, finished_at=None,
+                state=QUEUED,
+                current=1,
+                reason=None,
+                conpars=int(conpars),
+                sources=",".join(sorted(set(sources))),
+                seen_at=seen_at,
+                queued_at=now,
+                started_at=None,
+                finished_at=None,
             )
             if found is not None:
                 sets = ", ".join(f"{k}=?" for k in values)
                 db.execute(f"UPDATE files SET {sets} WHERE id=?", (*values.values(), found["id"]))
                 return found["id"]
             values.update(
-                path=path, name=name, night=night_of(name, seen_at), size=fp.size,
-                mtime_ns=fp.mtime_ns, ctime_ns=fp.ctime_ns, inode=fp.inode,
+                path=path,
+                name=name,
+                night=night_of(name, seen_at),
+                size=fp.size,
+                mtime_ns=fp.mtime_ns,
+                ctime_ns=fp.ctime_ns,
+                inode=fp.inode,
                 channel=channel_of(name),
             )
             cols = ", ".join(values)
@@ -392,8 +402,17 @@ class Ledger:
             cur = db.execute(
                 "INSERT INTO files (path, name, night, size, mtime_ns, ctime_ns, inode, state, "
                 "current, reason, channel, seen_at, finished_at) VALUES (?,?,?,?,?,?,?,?,1,?,?,?,?)",
-                (path, name, night_of(name, seen_at), *fp, INCOMPLETE, reason,
-                 channel_of(name), seen_at, now),
+                (
+                    path,
+                    name,
+                    night_of(name, seen_at),
+                    *fp,
+                    INCOMPLETE,
+                    reason,
+                    channel_of(name),
+                    seen_at,
+                    now,
+                ),
             )
             return cur.lastrowid
 
@@ -401,13 +420,11 @@ class Ledger:
     def _retire_others(db: sqlite3.Connection, path: str, keep: int | None) -> None:
         db.execute(
             "UPDATE files SET state=?, reason=? WHERE path=? AND state=? AND id IS NOT ?",
-            (SUPERSEDED, "a newer version of the file arrived before it was processed",
-             path, QUEUED, keep),
+            (SUPERSEDED, "a newer version of the file arrived before it was processed", path, QUEUED, keep),
         )
         db.execute("UPDATE files SET current=0 WHERE path=? AND id IS NOT ?", (path, keep))
 
-    def claim(self, busy_paths: Iterable[str], limit: int,
-              only: set[int] | None = None) -> list[Row]:
+    def claim(self, busy_paths: Iterable[str], limit: int, only: set[int] | None = None) -> list[Row]:
         """Hand out up to ``limit`` queued rows, oldest first, none of ``busy_paths``.
 
         The rows become ``processing`` with one more attempt.  The caller (the one
@@ -452,19 +469,27 @@ class Ledger:
             db.execute(
                 "UPDATE files SET state=?, reason=NULL, delivered_as=?, outputs=?, "
                 "channel=COALESCE(?, channel), warnings=?, seconds=?, finished_at=? WHERE id=?",
-                (DELIVERED, name, json.dumps([str(p) for p in outputs]), channel,
-                 json.dumps(list(warnings)), seconds, now, row_id),
+                (
+                    DELIVERED,
+                    name,
+                    json.dumps([str(p) for p in outputs]),
+                    channel,
+                    json.dumps(list(warnings)),
+                    seconds,
+                    now,
+                    row_id,
+                ),
             )
         return self.row(row_id)  # type: ignore[return-value]
 
-    def failed(self, row_id: int, reason: str, *, seconds: float | None = None,
-               warnings: Iterable[str] = ()) -> Row:
+    def failed(
+        self, row_id: int, reason: str, *, seconds: float | None = None, warnings: Iterable[str] = ()
+    ) -> Row:
         """The core could not deliver this row's file; ``reason`` says why."""
         now = self._clock()
         with self._tx() as db:
             db.execute(
-                "UPDATE files SET state=?, reason=?, seconds=?, warnings=?, finished_at=? "
-                "WHERE id=?",
+                "UPDATE files SET state=?, reason=?, seconds=?, warnings=?, finished_at=? WHERE id=?",
                 (FAILED, reason, seconds, json.dumps(list(warnings)), now, row_id),
             )
         return self.row(row_id)  # type: ignore[return-value]
@@ -500,12 +525,12 @@ class Ledger:
     def recover(self) -> list[Row]:
         """Start-up: rows left ``processing`` by a dead run are queued again."""
         with self._tx() as db:
-            rows = [Row.from_sql(r) for r in db.execute(
-                "SELECT * FROM files WHERE state=?", (PROCESSING,)
-            ).fetchall()]
+            rows = [
+                Row.from_sql(r)
+                for r in db.execute("SELECT * FROM files WHERE state=?", (PROCESSING,)).fetchall()
+            ]
             db.execute(
-                "UPDATE files SET state=CASE current WHEN 1 THEN ? ELSE ? END, started_at=NULL "
-                "WHERE state=?",
+                "UPDATE files SET state=CASE current WHEN 1 THEN ? ELSE ? END, started_at=NULL WHERE state=?",
                 (QUEUED, SUPERSEDED, PROCESSING),
             )
         return rows

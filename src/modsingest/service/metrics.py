@@ -67,20 +67,28 @@ class Metrics:
     def _define(self) -> None:
         r = self.registry
         self._delivered = Counter(
-            "modsingest_files_delivered", "Files delivered to newdata and processed",
-            ["channel"], registry=r,
+            "modsingest_files_delivered",
+            "Files delivered to newdata and processed",
+            ["channel"],
+            registry=r,
         )
         self._failed = Counter(
-            "modsingest_files_failed", "Files that could not be delivered, by failing stage",
-            ["channel", "stage"], registry=r,
+            "modsingest_files_failed",
+            "Files that could not be delivered, by failing stage",
+            ["channel", "stage"],
+            registry=r,
         )
         self._incomplete = Counter(
-            "modsingest_files_incomplete", "Raw files that stayed incomplete past the timeout",
-            ["channel"], registry=r,
+            "modsingest_files_incomplete",
+            "Raw files that stayed incomplete past the timeout",
+            ["channel"],
+            registry=r,
         )
         self._warnings = Counter(
-            "modsingest_step_warnings", "Warnings raised by processing steps (file still delivered)",
-            ["step"], registry=r,
+            "modsingest_step_warnings",
+            "Warnings raised by processing steps (file still delivered)",
+            ["step"],
+            registry=r,
         )
         self._found_by_rescan = Counter(
             "modsingest_files_found_by_rescan",
@@ -88,31 +96,34 @@ class Metrics:
             registry=r,
         )
         self._latency = Histogram(
-            "modsingest_delivery_latency_seconds", "Time from first detection to delivery",
-            ["channel"], buckets=LATENCY_BUCKETS, registry=r,
+            "modsingest_delivery_latency_seconds",
+            "Time from first detection to delivery",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self._processing = Histogram(
-            "modsingest_processing_seconds", "Time to read, process, write and publish one file",
-            buckets=PROCESSING_BUCKETS, registry=r,
+            "modsingest_processing_seconds",
+            "Time to read, process, write and publish one file",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
         )
         self._last_delivery = Gauge(
-            "modsingest_last_delivery_timestamp_seconds", "Unix time of the last delivery",
-            ["channel"], registry=r,
+            "modsingest_last_delivery_timestamp_seconds",
+            "Unix time of the last delivery",
+            ["channel"],
+            registry=r,
         )
         self._inotify_blind = Gauge(
             "modsingest_inotify_blind",
             "1 when inotify has missed files that polling or rescans found (e.g. on NFS)",
             registry=r,
         )
-        self._queue_depth = Gauge(
-            "modsingest_queue_depth", "Complete files waiting for a worker", registry=r
-        )
+        self._queue_depth = Gauge("modsingest_queue_depth", "Complete files waiting for a worker", registry=r)
         self._workers_busy = Gauge(
             "modsingest_workers_busy", "Workers processing a file right now", registry=r
         )
-        self._start_time = Gauge(
-            "modsingest_start_time_seconds", "Unix time the service started", registry=r
-        )
+        self._start_time = Gauge("modsingest_start_time_seconds", "Unix time the service started", registry=r)
 
     def _start_with_zeros(self) -> None:
         """Create every per-channel series at 0, so rates and absence alerts work from
@@ -204,9 +215,7 @@ class Metrics:
         """
         if not self.port or self._http is not None:
             return self.http_address
-        self._http, self._http_thread = start_http_server(
-            self.port, addr=self.host, registry=self.registry
-        )
+        self._http, self._http_thread = start_http_server(self.port, addr=self.host, registry=self.registry)
         log.info("metrics: serving on http://%s:%d/metrics", *self.http_address)
         return self.http_address
 
@@ -233,7 +242,7 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fchmod(fd, 0o644)  # whatever the umask
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 

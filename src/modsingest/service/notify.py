@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 log = logging.getLogger("modsingest.notify")
 
@@ -102,9 +102,7 @@ class Notifier:
             return False
         message = "\n".join(fields).encode("utf-8", "replace")
         try:
-            with self._lock, socket.socket(
-                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-            ) as sock:
+            with self._lock, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.settimeout(_SEND_TIMEOUT)
                 sock.sendto(message, self._address)
         except Exception as exc:  # noqa: BLE001 -- see the module docstring

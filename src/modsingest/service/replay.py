@@ -25,10 +25,22 @@ import sys
 import time
 from pathlib import Path
 
-from modsingest.fits import scan as fitscheck
-from modsingest.service import ledger as L
 from modsingest.config import Settings
+from modsingest.fits import scan as fitscheck
 from modsingest.service.detect import REPLAY, is_candidate
+from modsingest.service.ledger import (
+    DELIVERED,
+    FAILED,
+    INCOMPLETE,
+    AlreadyRunning,
+    Fingerprint,
+    Ledger,
+    Row,
+    lock_service,
+    name_night,
+    open_existing,
+    service_running,
+)
 
 #: replay through the service gives up when nothing has finished for this long
 NO_PROGRESS_TIMEOUT = 600.0
@@ -46,12 +58,15 @@ def select(settings: Settings, night: str | None, files: list[str]) -> tuple[lis
             except OSError as exc:
                 missing.append(f"{d}: cannot list: {exc.strerror or exc}")
                 continue
-            chosen += [d / n for n in names if is_candidate(n) and L.name_night(n) == night]
-        ledger = L.open_existing(settings.paths.state)
+            chosen += [d / n for n in names if is_candidate(n) and name_night(n) == night]
+        ledger = open_existing(settings.paths.state)
         if ledger is not None:  # files with other roots belong to a night by the ledger
             try:
-                chosen += [Path(r.path) for r in ledger.rows(night=night)
-                           if L.name_night(r.name) is None and Path(r.path).is_file()]
+                chosen += [
+                    Path(r.path)
+                    for r in ledger.rows(night=night)
+                    if name_night(r.name) is None and Path(r.path).is_file()
+                ]
             finally:
                 ledger.close()
     for arg in files:
@@ -83,7 +98,7 @@ def _in_raw_dir(arg: Path, raw_dirs: tuple[Path, ...]) -> Path | None:
 
 # --------------------------------------------------------------------------- running
 def dry_run(settings: Settings, paths: list[Path]) -> int:
-    ledger = L.open_existing(settings.paths.state)
+    ledger = open_existing(settings.paths.state)
     try:
         for p in paths:
             row = ledger.current(p) if ledger else None
@@ -96,7 +111,7 @@ def dry_run(settings: Settings, paths: list[Path]) -> int:
     finally:
         if ledger:
             ledger.close()
-    how = "by the running service" if L.service_running(settings.paths.state) else "here"
+    how = "by the running service" if service_running(settings.paths.state) else "here"
     print(f"would process {len(paths)} file(s) again, {how} (dry run: nothing done)")
     return 0
 
@@ -105,58 +120,64 @@ def via_service(settings: Settings, paths: list[Path]) -> int:
     """Hand the files to the running service and follow them in the ledger."""
     from tqdm import tqdm
 
-    ledger = L.Ledger(settings.paths.state)
+    ledger = Ledger(settings.paths.state)
     try:
         asked = ledger.request(paths)
         print(f"asked the running service to process {len(paths)} file(s) again", file=sys.stderr)
         pending = {str(p) for p in paths}
-        done: dict[str, L.Row] = {}
+        done: dict[str, Row] = {}
         last_progress = time.monotonic()
         with tqdm(total=len(paths), unit="file", disable=None) as bar:
             while pending:
                 for path in list(pending):
                     row = ledger.current(path)
-                    if (row is not None and row.finished_at and row.finished_at >= asked
-                            and row.state in (L.DELIVERED, L.FAILED, L.INCOMPLETE)):
+                    if (
+                        row is not None
+                        and row.finished_at
+                        and row.finished_at >= asked
+                        and row.state in (DELIVERED, FAILED, INCOMPLETE)
+                    ):
                         pending.discard(path)
                         done[path] = row
                         bar.update(1)
                         last_progress = time.monotonic()
                 if pending and time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT:
-                    print(f"modsingest replay: {len(pending)} file(s) not finished after "
-                          f"{NO_PROGRESS_TIMEOUT:.0f} s without progress; the service still has "
-                          f"them (see modsingest status)", file=sys.stderr)
+                    print(
+                        f"modsingest replay: {len(pending)} file(s) not finished after "
+                        f"{NO_PROGRESS_TIMEOUT:.0f} s without progress; the service still has "
+                        f"them (see modsingest status)",
+                        file=sys.stderr,
+                    )
                     break
                 time.sleep(0.2)
     except KeyboardInterrupt:
-        print("modsingest replay: stopped following; the service still processes the files",
-              file=sys.stderr)
+        print("modsingest replay: stopped following; the service still processes the files", file=sys.stderr)
         return 130
     finally:
         ledger.close()
     return _summary(list(done.values()), len(paths))
 
 
-def here(settings: Settings, paths: list[Path]) -> int:
+def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in the runtime work)
     """No service is running: take its lock and drive the files through the same path."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from modsingest.service.dispatch import Dispatcher
     from modsingest.service.agent import ORPHAN_WAIT, STOP_GRACE, clean_destinations
+    from modsingest.service.dispatch import Dispatcher
     from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
     state = settings.paths.state
     try:
-        lock_fd = L.lock_service(state)
-    except L.AlreadyRunning:
+        lock_fd = lock_service(state)
+    except AlreadyRunning:
         return via_service(settings, paths)  # the service started meanwhile
     ledger = None
     try:
         if not wait_for_orphans(state / WORKERS_LOCK, ORPHAN_WAIT):
             print("modsingest replay: workers of an earlier run are still alive", file=sys.stderr)
             return 1
-        ledger = L.Ledger(state)
+        ledger = Ledger(state)
         ledger.recover()  # no service holds the lock: 'processing' rows are stale
         clean_destinations(settings)
         ids: set[int] = set()
@@ -167,9 +188,10 @@ def here(settings: Settings, paths: list[Path]) -> int:
             if not layout.complete:
                 skipped.append(layout.describe())
                 continue
-            fp = L.Fingerprint.of(os.stat(p))
-            row_id = ledger.enqueue(p, fp, seen_at=now, conpars=layout.has_conpars,
-                                    sources={REPLAY}, force=True)
+            fp = Fingerprint.of(os.stat(p))
+            row_id = ledger.enqueue(
+                p, fp, seen_at=now, conpars=layout.has_conpars, sources={REPLAY}, force=True
+            )
             if row_id is None:  # already queued by a service that stopped
                 row = ledger.find(p, fp)
                 row_id = row.id if row else None
@@ -179,30 +201,31 @@ def here(settings: Settings, paths: list[Path]) -> int:
             print(f"modsingest replay: skipped, not complete: {why}", file=sys.stderr)
         if not ids:
             return 1 if skipped else 0
-        pool = WorkerPool(settings, min(settings.workers, len(ids)),
-                          lock_path=state / WORKERS_LOCK)
+        pool = WorkerPool(settings, min(settings.workers, len(ids)), lock_path=state / WORKERS_LOCK)
         try:
             pool.start()
         except WorkerStartError as exc:
             print(f"modsingest replay: {exc}", file=sys.stderr)
             return 2
         dispatcher = Dispatcher(ledger, pool, only=ids)
-        finished: list[L.Row] = []
+        finished: list[Row] = []
         interrupted = False
         with logging_redirect_tqdm(), tqdm(total=len(ids), unit="file", disable=None) as bar:
             try:
                 dispatcher.fill()
                 while len(finished) < len(ids):
                     for row in dispatcher.pump(1.0):
-                        if row.state in (L.DELIVERED, L.FAILED):
+                        if row.state in (DELIVERED, FAILED):
                             finished.append(row)
                             bar.update(1)
             except KeyboardInterrupt:
                 interrupted = True
             dispatcher.shutdown(time.monotonic() + (STOP_GRACE if interrupted else 5.0))
         if interrupted:
-            print("modsingest replay: interrupted; unfinished files stay queued for the service",
-                  file=sys.stderr)
+            print(
+                "modsingest replay: interrupted; unfinished files stay queued for the service",
+                file=sys.stderr,
+            )
             return 130
         return _summary(finished, len(paths))
     finally:
@@ -211,9 +234,9 @@ def here(settings: Settings, paths: list[Path]) -> int:
         os.close(lock_fd)
 
 
-def _summary(rows: list[L.Row], asked: int) -> int:
-    delivered = [r for r in rows if r.state == L.DELIVERED]
-    bad = [r for r in rows if r.state != L.DELIVERED]
+def _summary(rows: list[Row], asked: int) -> int:
+    delivered = [r for r in rows if r.state == DELIVERED]
+    bad = [r for r in rows if r.state != DELIVERED]
     print(f"replay: {len(delivered)} of {asked} file(s) delivered")
     for r in bad:
         print(f"  {r.state.upper()} {r.name}: {r.reason}")

@@ -13,11 +13,20 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from modsingest.service import ledger as L
-
+from modsingest.service.ledger import (
+    DELIVERED,
+    FAILED,
+    INCOMPLETE,
+    QUEUED,
+    STATES,
+    SUPERSEDED,
+    open_existing,
+    path_of,
+    service_running,
+)
 
 #: a heartbeat older than this, with the lock held, means a stuck service
 STALE_HEARTBEAT = 30.0
@@ -30,13 +39,20 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     """Everything ``status`` shows, as plain data."""
     now = time.time() if now is None else now
     state = settings.paths.state
-    report: dict[str, Any] = {"ledger": str(L.path_of(state)), "night": night, "now": now}
-    running = L.service_running(state)
-    ledger = L.open_existing(state)
+    report: dict[str, Any] = {"ledger": str(path_of(state)), "night": night, "now": now}
+    running = service_running(state)
+    ledger = open_existing(state)
     if ledger is None:
         report["service"] = {"running": running, "state": "never ran (no ledger yet)"}
-        report.update(counts={}, newest={}, latency=None, problems=[], inotify_blind=None,
-                      found_by_rescan=0, older_problems=0)
+        report.update(
+            counts={},
+            newest={},
+            latency=None,
+            problems=[],
+            inotify_blind=None,
+            found_by_rescan=0,
+            older_problems=0,
+        )
         return report
     try:
         info = ledger.info()
@@ -49,7 +65,7 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     finally:
         ledger.close()
     report["service"] = _service(info, running, now)
-    counts = {s: 0 for s in L.STATES if s != L.SUPERSEDED}
+    counts = {s: 0 for s in STATES if s != SUPERSEDED}
     for r in rows:
         if r.state in counts:
             counts[r.state] += 1
@@ -58,22 +74,32 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     report["gate"] = gate or {}
     newest: dict[str, dict[str, Any]] = {}
     for r in rows:
-        if r.state != L.DELIVERED:
+        if r.state != DELIVERED:
             continue
         channel = r.channel or "other"
         if channel not in newest or (r.finished_at or 0) > newest[channel]["delivered_at"]:
-            newest[channel] = {"name": r.name, "delivered_as": r.delivered_as,
-                               "delivered_at": r.finished_at or 0}
+            newest[channel] = {
+                "name": r.name,
+                "delivered_as": r.delivered_as,
+                "delivered_at": r.finished_at or 0,
+            }
     report["newest"] = dict(sorted(newest.items()))
     latencies = sorted(r.latency for r in rows if r.latency is not None)
     report["latency"] = _latency(latencies)
     problems = [
-        {"state": r.state, "name": r.name, "path": r.path, "reason": r.reason,
-         "attempts": r.attempts, "when": r.finished_at or r.seen_at}
-        for r in rows if r.state in (L.FAILED, L.INCOMPLETE)
+        {
+            "state": r.state,
+            "name": r.name,
+            "path": r.path,
+            "reason": r.reason,
+            "attempts": r.attempts,
+            "when": r.finished_at or r.seen_at,
+        }
+        for r in rows
+        if r.state in (FAILED, INCOMPLETE)
     ]
     report["problems"] = sorted(problems, key=lambda p: p["when"] or 0)
-    queued = [r.queued_at for r in rows if r.state == L.QUEUED and r.queued_at]
+    queued = [r.queued_at for r in rows if r.state == QUEUED and r.queued_at]
     report["oldest_queued_age"] = now - min(queued) if queued else None
     report["inotify_blind"] = info.get("inotify_blind")
     report["found_by_rescan"] = info.get("found_by_rescan", 0)
@@ -107,8 +133,7 @@ def _latency(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return {"count": len(values), "median": statistics.median(values), "p95": p95,
-            "max": values[-1]}
+    return {"count": len(values), "median": statistics.median(values), "p95": p95, "max": values[-1]}
 
 
 # --------------------------------------------------------------------------- text
@@ -128,10 +153,10 @@ def _ago(seconds: float | None) -> str:
 def _utc(when: float | None) -> str:
     if not when:
         return "?"
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any]) -> str:  # noqa: C901
     now = report["now"]
     lines = [f"modsingest status ({report['ledger']})"]
     svc = report["service"]
@@ -142,15 +167,20 @@ def render(report: dict[str, Any]) -> str:
             f"{svc['workers']} worker(s)"
         )
     elif svc["state"] == "running but not responding":
-        lines.append(f"Service:  PROBLEM: running (pid {svc['pid']}) but its last heartbeat was "
-                     f"{_ago(svc['heartbeat_age'])} ago")
+        lines.append(
+            f"Service:  PROBLEM: running (pid {svc['pid']}) but its last heartbeat was "
+            f"{_ago(svc['heartbeat_age'])} ago"
+        )
     elif svc.get("stopped"):
-        lines.append(f"Service:  NOT RUNNING (stopped {_utc(svc['stopped'])}, "
-                     f"{_ago(now - svc['stopped'])} ago)")
+        lines.append(
+            f"Service:  NOT RUNNING (stopped {_utc(svc['stopped'])}, {_ago(now - svc['stopped'])} ago)"
+        )
     else:
         lines.append(f"Service:  NOT RUNNING ({svc['state']})")
-    for key, label in (("observer_restarts", "inotify observer restarts"),
-                       ("worker_deaths", "worker deaths")):
+    for key, label in (
+        ("observer_restarts", "inotify observer restarts"),
+        ("worker_deaths", "worker deaths"),
+    ):
         if svc.get(key):
             lines.append(f"          {svc[key]} {label} since start")
     blind = report.get("inotify_blind")
@@ -165,34 +195,41 @@ def render(report: dict[str, Any]) -> str:
             f"finds them sooner."
         )
     if report.get("found_by_rescan"):
-        lines.append(f"          {report['found_by_rescan']} file(s) found only by a rescan "
-                     f"since start")
+        lines.append(f"          {report['found_by_rescan']} file(s) found only by a rescan since start")
     scope = f"Night {report['night']}" if report["night"] else "Last 24 h"
     counts = report["counts"]
     if not counts:
         lines.append(f"{scope}: nothing recorded yet")
         return "\n".join(lines)
     total = sum(counts.values())
-    parts = [f"{n} {state}" for state, n in counts.items() if n or state == L.DELIVERED]
+    parts = [f"{n} {state}" for state, n in counts.items() if n or state == DELIVERED]
     lines.append(f"{scope}: {total} file(s): " + ", ".join(parts))
     gate = report.get("gate") or {}
     if gate.get("considering"):
-        lines.append(f"          being looked at: {gate['considering']} "
-                     f"(waiting for CONPARS: {gate.get('waiting_for_conpars', 0)}, "
-                     f"incomplete so far: {gate.get('incomplete', 0)})")
+        lines.append(
+            f"          being looked at: {gate['considering']} "
+            f"(waiting for CONPARS: {gate.get('waiting_for_conpars', 0)}, "
+            f"incomplete so far: {gate.get('incomplete', 0)})"
+        )
     if report.get("oldest_queued_age") is not None:
         lines.append(f"          oldest queued file waiting {_ago(report['oldest_queued_age'])}")
     if report["newest"]:
         lines.append("Newest per channel:")
         for channel, n in report["newest"].items():
-            shown = n["name"] if not n["delivered_as"] or n["delivered_as"] == n["name"] else (
-                f"{n['name']} as {n['delivered_as']}")
-            lines.append(f"  {channel:<7} {shown}  {_utc(n['delivered_at'])} "
-                         f"({_ago(now - n['delivered_at'])} ago)")
+            shown = (
+                n["name"]
+                if not n["delivered_as"] or n["delivered_as"] == n["name"]
+                else (f"{n['name']} as {n['delivered_as']}")
+            )
+            lines.append(
+                f"  {channel:<7} {shown}  {_utc(n['delivered_at'])} ({_ago(now - n['delivered_at'])} ago)"
+            )
     lat = report["latency"]
     if lat:
-        lines.append(f"Latency, detection to delivery ({lat['count']} files): median "
-                     f"{lat['median']:.1f} s, 95% {lat['p95']:.1f} s, max {lat['max']:.1f} s")
+        lines.append(
+            f"Latency, detection to delivery ({lat['count']} files): median "
+            f"{lat['median']:.1f} s, 95% {lat['p95']:.1f} s, max {lat['max']:.1f} s"
+        )
     problems = report["problems"]
     if problems:
         lines.append(f"PROBLEMS ({len(problems)}):")
@@ -203,6 +240,8 @@ def render(report: dict[str, Any]) -> str:
     else:
         lines.append("Problems: none")
     if report.get("older_problems"):
-        lines.append(f"          and {report['older_problems']} older failed or incomplete "
-                     f"file(s): modsingest status --night CCYYMMDD")
+        lines.append(
+            f"          and {report['older_problems']} older failed or incomplete "
+            f"file(s): modsingest status --night CCYYMMDD"
+        )
     return "\n".join(lines)

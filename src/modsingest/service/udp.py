@@ -33,9 +33,9 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from modsingest.config import UdpSettings
 
@@ -312,7 +312,9 @@ class RateLimitedLog:
                 self.logger.log(
                     level,
                     "udp: %d more '%s' message(s) were suppressed in the last %.0f s",
-                    current.suppressed, key, self.window,
+                    current.suppressed,
+                    key,
+                    self.window,
                 )
             current = self._windows[key] = _Window(start=now)
         if current.count < self.limit:
@@ -381,15 +383,15 @@ class UdpListener:
         self.address = self._sock.getsockname()[:2]
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="modsingest-udp", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="modsingest-udp", daemon=True)
         self._thread.start()
         log.info(
             "udp: listening on %s:%d (quit %s)",
-            self.address[0], self.address[1],
+            self.address[0],
+            self.address[1],
             f"allowed from {', '.join(self._allow_hosts) or 'nobody'}"
-            if self.settings.allow_quit else "disabled",
+            if self.settings.allow_quit
+            else "disabled",
         )
 
     def _bind(self) -> socket.socket:
@@ -462,9 +464,7 @@ class UdpListener:
         try:
             self.handle(data, sender)
         except BaseException:  # the listener must outlive any bug downstream
-            self._limited.log(
-                logging.ERROR, "handler-error", "udp: error handling a datagram", exc_info=True
-            )
+            self._limited.log(logging.ERROR, "handler-error", "udp: error handling a datagram", exc_info=True)
 
     def _close_sockets(self) -> None:
         # The wake-up writer is closed by stop(), the only other thread using it.
@@ -480,8 +480,11 @@ class UdpListener:
         who = _who(sender)
         if isinstance(result, Rejection):
             self._limited.log(
-                logging.WARNING, result.kind,
-                "udp: ignored datagram from %s: %s", who, result.reason,
+                logging.WARNING,
+                result.kind,
+                "udp: ignored datagram from %s: %s",
+                who,
+                result.reason,
             )
         elif isinstance(result, Quit):
             log.warning("udp: quit requested by %s", who)
@@ -493,9 +496,11 @@ class UdpListener:
         path = resolve(request.name, self.raw_dirs)
         if path is None:
             self._limited.log(
-                logging.INFO, "not-found",
+                logging.INFO,
+                "not-found",
                 "udp: proc %s from %s: not in any raw directory (yet); the rescan will find it",
-                request.name, who,
+                request.name,
+                who,
             )
             return
         self._limited.log(logging.INFO, "proc", "udp: proc %s from %s", path, who)
@@ -505,9 +510,7 @@ class UdpListener:
         try:
             callback(*args)
         except BaseException:  # a failing callback must not end the listener
-            self._limited.log(
-                logging.ERROR, f"{what}-error", "udp: %s callback failed", what, exc_info=True
-            )
+            self._limited.log(logging.ERROR, f"{what}-error", "udp: %s callback failed", what, exc_info=True)
 
 
 def _who(sender: Sender | None) -> str:

@@ -33,14 +33,18 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from modsingest.config import Settings
 
 log = logging.getLogger("modsingest.workers")
+
+#: prctl option: the kernel signals this process when its parent dies
+_PR_SET_PDEATHSIG = 1
 
 WORKERS_LOCK = "workers.lock"
 #: modules the fork server imports once, so forked workers start warm
@@ -78,8 +82,7 @@ def _die_with_parent() -> None:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except Exception:  # not Linux, or prctl filtered: the pipe EOF still ends us
         pass
 
@@ -317,8 +320,9 @@ class WorkerPool:
         why = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
         self.deaths += 1
         if w.job is not None:
-            log.error("worker %d (pid %s) died with %s while processing %s",
-                      w.index, w.process.pid, why, w.job.path)
+            log.error(
+                "worker %d (pid %s) died with %s while processing %s", w.index, w.process.pid, why, w.job.path
+            )
             outcomes.append(Outcome(w.job, died=f"worker died ({why})"))
         else:
             log.error("worker %d (pid %s) died with %s", w.index, w.process.pid, why)

@@ -34,7 +34,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,7 @@ class Roi:
     ybin: int
 
     @classmethod
-    def preset(cls, epoch: Epoch, mode: str, xbin: int, ybin: int) -> "Roi":
+    def preset(cls, epoch: Epoch, mode: str, xbin: int, ybin: int) -> Roi:
         half_w, half_h = _ROI_HALF[mode]
         half_w = epoch.ref_x if half_w is None else half_w
         half_h = epoch.ref_y if half_h is None else half_h
@@ -182,8 +182,8 @@ def observing_date(utc: datetime) -> str:
 
 def _as_utc(when: datetime) -> datetime:
     if when.tzinfo is None:
-        return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+        return when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
 
 
 def _parse_binning(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -250,10 +250,10 @@ class ExposureSpec:
             object.__setattr__(self, "utc_start", _as_utc(self.utc_start))
         elif self.date is not None:
             _check_date_tag(self.date)
-            tag = datetime.strptime(self.date, "%Y%m%d").replace(tzinfo=timezone.utc)
+            tag = datetime.strptime(self.date, "%Y%m%d").replace(tzinfo=UTC)
             object.__setattr__(self, "utc_start", tag + timedelta(hours=4))
         else:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             now = now.replace(microsecond=now.microsecond // 1000 * 1000)
             object.__setattr__(self, "utc_start", now)
         if self.date is None:
@@ -401,9 +401,7 @@ def _exposure_block(spec: ExposureSpec) -> list[Card]:
     date_obs, utc = _utc_strings(spec)
     red = not spec.is_blue
     exptime = float(int(spec.exptime * 1000) / 1000)
-    written = spec.utc_start + timedelta(
-        seconds=spec.exptime + SHUTTER_DELAY + readout_seconds(spec.region)
-    )
+    written = spec.utc_start + timedelta(seconds=spec.exptime + SHUTTER_DELAY + readout_seconds(spec.region))
     local = spec.utc_start - timedelta(hours=float(spec.timezone))
     people = _people(spec)
     colour = "Red" if red else "Blue"
@@ -745,8 +743,10 @@ def _blocks(spec: ExposureSpec) -> list[tuple[str, list[Card]]]:
         ("MODS", [("DEWAR", spec.instrument, "CCD Dewar")]),
         (
             "Controller",
-            [("INTMS", intms, "Open shutter exposure time (ms)"),
-             ("NOINTMS", nointms, "Closed shutter exposure time (ms)")],
+            [
+                ("INTMS", intms, "Open shutter exposure time (ms)"),
+                ("NOINTMS", nointms, "Closed shutter exposure time (ms)"),
+            ],
         ),
         ("Exposure", _exposure_block(spec)),
     ]
@@ -754,9 +754,13 @@ def _blocks(spec: ExposureSpec) -> list[tuple[str, list[Card]]]:
         inst = _block_cards(_INST_KWS, _instrument_values(spec, rng), spec, "inst")
         blocks.append(("Instrument", inst))
     blocks.append(
-        ("Temperature",
-         [("BASETEMP", -999.9, "CCD mount base temperature [deg C]"),
-          ("CCDTEMP", -999.9, "CCD detector temperature [deg C]")])
+        (
+            "Temperature",
+            [
+                ("BASETEMP", -999.9, "CCD mount base temperature [deg C]"),
+                ("CCDTEMP", -999.9, "CCD detector temperature [deg C]"),
+            ],
+        )
     )
     if spec.telescope:
         tcs = _block_cards(_TCS_KWS, _telescope_values(spec, rng), spec, "tcs")
@@ -837,7 +841,7 @@ def azcam_sections(roi: Roi, amp: int) -> dict[str, object]:
         cx2 = (ns - skip_x1) / xb
     cy1 = skip_y1 / yb + 1
     cy2 = (npar - skip_y2) / yb
-    ccdsec1 = "[%d:%d,%d:%d]" % tuple(max(1, v) for v in (cx1, cx2, cy1, cy2))
+    ccdsec1 = "[{}:{},{}:{}]".format(*(int(max(1, v)) for v in (cx1, cx2, cy1, cy2)))
 
     ampsec = f"[{ns}:1,1:{npar}]" if flip else f"[1:{ns},1:{npar}]"
     amp_pix1 = e.width if flip else 1
@@ -878,7 +882,9 @@ def amp_header_cards(spec: ExposureSpec, amp: int) -> list[Card]:
     return [
         ("INHERIT", True, "extension inherits PHDU keyword/values?"),
         ("BUNIT", "ADU", "Physical unit of array values"),
-        (com, _RULE, ""), (com, "Image", ""), (com, _RULE, ""),
+        (com, _RULE, ""),
+        (com, "Image", ""),
+        (com, _RULE, ""),
         ("IMAGEID", amp, "Image ID"),
         ("CCDNAME", "ccd1", "CCD name"),
         ("DETSIZE", e.detsize, "Detector size"),
@@ -907,7 +913,9 @@ def amp_header_cards(spec: ExposureSpec, amp: int) -> list[Card]:
         ("DTM2_2", 1, "CCD to detector transformation"),
         ("DTV1", 0, "CCD to detector transformation"),
         ("DTV2", 0, "CCD to detector transformation"),
-        (com, _RULE, ""), (com, "WCS", ""), (com, _RULE, ""),
+        (com, _RULE, ""),
+        (com, "WCS", ""),
+        (com, _RULE, ""),
         ("EQUINOX", 2000, "Equinox of WCS"),
         ("WCSDIM", 2, "WCS Dimensionality"),
         ("CTYPE1", "RA---TAN", "Coordinate type"),
@@ -921,7 +929,9 @@ def amp_header_cards(spec: ExposureSpec, amp: int) -> list[Card]:
         ("CD1_2", float(scale * yb * -0.0), "Coordinate matrix"),
         ("CD2_1", float(scale * xb * 0.0 * flip_x), "Coordinate matrix"),
         ("CD2_2", float(scale * yb), "Coordinate matrix"),
-        (com, _RULE, ""), (com, "AzCam Focal plane", ""), (com, _RULE, ""),
+        (com, _RULE, ""),
+        (com, "AzCam Focal plane", ""),
+        (com, _RULE, ""),
         ("AMP-CFG", s["AMP-CFG"], "Amplifier configuration"),
         ("DET-NUM", 1, "Detector number"),
         ("EXT-NUM", amp, "extension number"),
@@ -965,11 +975,28 @@ GAIN = 2.0  # e-/ADU for the photon noise
 
 # Scene features, in unbinned pixels from the reference pixel: no two are
 # mirror images of each other, so any flip shows.  Several fall inside the 1k ROI.
-_LINES = ((-1830, 0.6), (-940, 1.0), (-333, 0.35), (-121, 0.8), (210, 0.5), (377, 1.0),
-          (1105, 0.25), (2280, 0.7), (3010, 0.45))  # (dx, relative strength)
-_STARS = ((-300, -200, 1.0), (250, 380, 0.55), (150, -420, 0.3), (-450, 300, 0.8),
-          (400, 100, 0.2), (-1900, -900, 0.6), (2600, 1200, 0.9), (-3000, 1300, 0.4),
-          (1500, -1300, 0.7))  # (dx, dy, relative peak)
+_LINES = (
+    (-1830, 0.6),
+    (-940, 1.0),
+    (-333, 0.35),
+    (-121, 0.8),
+    (210, 0.5),
+    (377, 1.0),
+    (1105, 0.25),
+    (2280, 0.7),
+    (3010, 0.45),
+)  # (dx, relative strength)
+_STARS = (
+    (-300, -200, 1.0),
+    (250, 380, 0.55),
+    (150, -420, 0.3),
+    (-450, 300, 0.8),
+    (400, 100, 0.2),
+    (-1900, -900, 0.6),
+    (2600, 1200, 0.9),
+    (-3000, 1300, 0.4),
+    (1500, -1300, 0.7),
+)  # (dx, dy, relative peak)
 _TRACE_DY = 137  # the object's spectrum runs along x at ref_y + 137
 
 #: Levels (ADU per unbinned pixel) of illumination, lines, trace, stars by type.
@@ -999,16 +1026,24 @@ def _scene_factors(e: Epoch, x: np.ndarray, y: np.ndarray, levels) -> tuple[np.n
     active = ((x > e.prescan) & (x <= w - e.prescan)).astype(np.float64)
     line_x = sum(s * _gauss(x - (e.ref_x + dx), 2.2) for dx, s in _LINES)
     slit_y = 1 / (1 + np.exp(-(y - 0.15 * h) / 8)) / (1 + np.exp((y - 0.90 * h) / 8))
-    xs = np.stack([
-        illum * (1 - 0.22 * u**2 + 0.07 * u),
-        lines * line_x,
-        trace * (0.35 + 0.65 * (x / w) ** 1.5),
-    ]) * active
-    ys = np.stack([
-        1 - 0.18 * v**2 + 0.05 * v,
-        slit_y,
-        _gauss(y - (e.ref_y + _TRACE_DY), 3.5),
-    ], axis=1)
+    xs = (
+        np.stack(
+            [
+                illum * (1 - 0.22 * u**2 + 0.07 * u),
+                lines * line_x,
+                trace * (0.35 + 0.65 * (x / w) ** 1.5),
+            ]
+        )
+        * active
+    )
+    ys = np.stack(
+        [
+            1 - 0.18 * v**2 + 0.05 * v,
+            slit_y,
+            _gauss(y - (e.ref_y + _TRACE_DY), 3.5),
+        ],
+        axis=1,
+    )
     return ys.astype(np.float32), xs.astype(np.float32)
 
 
@@ -1057,7 +1092,7 @@ def amplifier_pixels(spec: ExposureSpec) -> list[np.ndarray]:
         rows_bias[0] += 6.0  # first and last rows a little high
         rows_bias[-1] += 3.0
         start = offsets[amp - 1]
-        arr = pool[start:start + ny * ncols].reshape(ny, ncols) * np.float32(BIAS_SIGMA)
+        arr = pool[start : start + ny * ncols].reshape(ny, ncols) * np.float32(BIAS_SIGMA)
         arr += rows_bias.astype(np.float32)[:, None]
         arr[:, nd] += 8.0  # first and last overscan columns a little high
         arr[:, -1] += 4.0
@@ -1071,7 +1106,7 @@ def amplifier_pixels(spec: ExposureSpec) -> list[np.ndarray]:
                 signal *= np.float32(area)
             # Photon noise: another window of the pool, read backwards.
             other = offsets[amp % 4 + 1]
-            photon = pool[other:other + ny * ncols][::-1].reshape(ny, ncols)[:, :nd]
+            photon = pool[other : other + ny * ncols][::-1].reshape(ny, ncols)[:, :nd]
             data = arr[:, :nd]
             data += signal
             # Every scene term is >= 0, so the square root needs no clipping.
@@ -1109,8 +1144,13 @@ def _board_keys(slot: int, kind: str) -> list[str]:
     elif kind == "HeaterX":
         keys += [m + "TEMPA", m + "TEMPB", m + "TEMPC"]
         for h in "AB":
-            keys += [f"{m}HEATER{h}OUTPUT", f"{m}HEATER{h}P", f"{m}HEATER{h}I",
-                     f"{m}HEATER{h}D", f"{m}HEATER{h}TARGET"]
+            keys += [
+                f"{m}HEATER{h}OUTPUT",
+                f"{m}HEATER{h}P",
+                f"{m}HEATER{h}I",
+                f"{m}HEATER{h}D",
+                f"{m}HEATER{h}TARGET",
+            ]
         keys.append(m + "DINPUTS")
     elif kind == "XVBias":
         for pol in ("XVP", "XVN"):
@@ -1120,15 +1160,38 @@ def _board_keys(slot: int, kind: str) -> list[str]:
 
 
 #: The controller's modules by slot (HeaterX in slot 10, as the MODS wiring says).
-_BOARDS = ((1, "Driver"), (2, "Driver"), (3, "Driver"), (4, "Driver"), (5, "ADC"), (6, "ADC"),
-           (8, "HVXBias"), (9, "LVXBias"), (10, "HeaterX"), (11, "HVXBias"), (12, "XVBias"))
+_BOARDS = (
+    (1, "Driver"),
+    (2, "Driver"),
+    (3, "Driver"),
+    (4, "Driver"),
+    (5, "ADC"),
+    (6, "ADC"),
+    (8, "HVXBias"),
+    (9, "LVXBias"),
+    (10, "HeaterX"),
+    (11, "HVXBias"),
+    (12, "XVBias"),
+)
 
 
 def _conpars_keys() -> list[str]:
     """The Archon STATUS keys, in the order the controller reports them (205)."""
     keys = ["VALID", "COUNT", "LOG", "POWER", "POWERGOOD", "OVERHEAT", "BACKPLANE_TEMP"]
-    for rail in ("P2V5", "P5V", "P6V", "N6V", "P17V", "N17V", "P35V", "N35V", "P100V", "N100V",
-                 "USER", "HEATER"):
+    for rail in (
+        "P2V5",
+        "P5V",
+        "P6V",
+        "N6V",
+        "P17V",
+        "N17V",
+        "P35V",
+        "N35V",
+        "P100V",
+        "N100V",
+        "USER",
+        "HEATER",
+    ):
         keys += [f"{rail}_V", f"{rail}_I"]
     keys.append("FANTACH")
     for slot, kind in _BOARDS:
@@ -1194,9 +1257,20 @@ def conpars_rows(spec: ExposureSpec) -> list[tuple[str, str]]:
 
 
 #: Nominal backplane supply voltages (STATUS '<rail>_V').
-_RAIL_VOLTS = {"P2V5_V": 2.5, "P5V_V": 5.0, "P6V_V": 6.0, "N6V_V": -6.0, "P17V_V": 17.0,
-               "N17V_V": -17.0, "P35V_V": 35.0, "N35V_V": -35.0, "P100V_V": 100.0,
-               "N100V_V": -100.0, "USER_V": 0.0, "HEATER_V": 12.0}
+_RAIL_VOLTS = {
+    "P2V5_V": 2.5,
+    "P5V_V": 5.0,
+    "P6V_V": 6.0,
+    "N6V_V": -6.0,
+    "P17V_V": 17.0,
+    "N17V_V": -17.0,
+    "P35V_V": 35.0,
+    "N35V_V": -35.0,
+    "P100V_V": 100.0,
+    "N100V_V": -100.0,
+    "USER_V": 0.0,
+    "HEATER_V": 12.0,
+}
 
 
 def conpars_hdu(spec: ExposureSpec) -> fits.BinTableHDU:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from modsingest import __version__
 from modsingest.fits.frame import Frame
@@ -153,7 +154,9 @@ def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContex
         "UTC when modsingest processed this file",
     )
     recovered = tuple(f"{HISTORY_PREFIX} {o.name}: failed" for o in outcomes if o.ok)
-    entries = [e for e in _entries(earlier) if not e[0].startswith(recovered)] if recovered else _entries(earlier)
+    entries = (
+        [e for e in _entries(earlier) if not e[0].startswith(recovered)] if recovered else _entries(earlier)
+    )
     for o in outcomes:
         for w in o.warnings:
             entry = tuple(history_lines(f"{o.name}: {w}"))

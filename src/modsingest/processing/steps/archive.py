@@ -17,8 +17,8 @@ delivered either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from astropy.io import fits
 

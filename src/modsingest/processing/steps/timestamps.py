@@ -78,11 +78,15 @@ def observation_start(header: fits.Header, warnings: list[str]) -> datetime | No
         try:
             return headerval.date_time(day, clock)
         except ValueError as exc:
-            warnings.append(f"DATE-OBS {raw!r} time part unusable ({exc}); time of day from {'/'.join(TIME_KEYWORDS)}")
+            warnings.append(
+                f"DATE-OBS {raw!r} time part unusable ({exc}); time of day from {'/'.join(TIME_KEYWORDS)}"
+            )
     start, problems, used = _time_from_keywords(header, day)
     if start is None:
         warnings.append(
-            "no usable time of day (" + "; ".join(problems) + f"); DATE-OBS {raw!r} left as it is, {not_written}"
+            "no usable time of day ("
+            + "; ".join(problems)
+            + f"); DATE-OBS {raw!r} left as it is, {not_written}"
         )
     elif problems:
         warnings.append("; ".join(problems) + f"; time of day taken from {used}")
