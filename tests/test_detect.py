@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from modsingest.names import observing_night
 from modsingest.service import detect
-from modsingest.service.ledger import Fingerprint, observing_night
+from modsingest.service.ledger import Fingerprint
 
 DAY = 86400.0
 
@@ -80,18 +81,6 @@ def detector_factory(raw):
     yield make
     for det in made:
         det.stop()
-
-
-def test_candidate_names():
-    assert detect.is_candidate("mods1b.20260102.0001.fits")
-    assert detect.is_candidate("m1bTest.0001.fits")
-    assert detect.is_candidate("MODS1B.TEST.FITS")
-    assert not detect.is_candidate(".mods1b.20260102.0001.fits.modsingest-tmp.1.ab")
-    assert not detect.is_candidate(".hidden.fits")
-    assert not detect.is_candidate("tmpab12cd34")  # astropy's update-mode temporary file
-    assert not detect.is_candidate("notes.txt")
-    assert not detect.is_candidate("mods1b.fits.gz")
-    assert not detect.is_candidate(".fits")
 
 
 def test_start_up_scan_finds_files_written_while_down(raw, detector_factory):

@@ -220,20 +220,6 @@ def test_split_date_obs(text, expected):
 # --- channels -----------------------------------------------------------------
 
 
-def test_channel_from_instrume_value():
-    assert hv.channel_from_instrume("MODS2R  ") == "MODS2R"
-    assert hv.channel_from_instrume("mods1b") == "MODS1B"
-    assert hv.channel_from_instrume("None") is None
-    assert hv.channel_from_instrume(1) is None
-
-
-def test_channel_from_filename_prefix():
-    assert hv.channel_from_filename("mods2r.20251210.0009.fits") == "MODS2R"
-    assert hv.channel_from_filename("mods1bTest.0001.fits") == "MODS1B"
-    assert hv.channel_from_filename("m1bTest.0001.fits") is None
-    assert hv.channel_from_filename("mods3b.20251210.0009.fits") is None
-
-
 def test_resolve_channel_prefers_instrume_silently():
     assert hv.resolve_channel("MODS1R", "mods2b.20260102.0002.fits") == ("MODS1R", None)
 

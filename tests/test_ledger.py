@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime
 
 import pytest
 
@@ -19,11 +18,7 @@ from modsingest.service.ledger import (
     AlreadyRunning,
     Fingerprint,
     Ledger,
-    channel_of,
     lock_service,
-    name_night,
-    night_of,
-    observing_night,
     open_existing,
     path_of,
     service_running,
@@ -278,27 +273,6 @@ def test_one_service_per_state_directory(tmp_path):
 
         os.close(fd)
     assert not service_running(tmp_path)
-
-
-@pytest.mark.parametrize(
-    "utc, night",
-    [
-        ("2026-01-02T18:59:59", "20260102"),  # 11:59 MST: still that date
-        ("2026-01-02T19:00:00", "20260103"),  # local noon: the coming night's tag
-        ("2026-01-03T06:00:00", "20260103"),
-    ],
-)
-def test_observing_night(utc, night):
-    when = datetime.fromisoformat(utc).replace(tzinfo=UTC).timestamp()
-    assert observing_night(when) == night
-
-
-def test_names():
-    assert name_night("mods2r.20251210.0009.fits") == "20251210"
-    assert name_night("m1bTest.0001.fits") is None
-    assert night_of("m1bTest.0001.fits", datetime(2026, 1, 2, 20, tzinfo=UTC).timestamp()) == "20260103"
-    assert channel_of("mods2r.20251210.0009.fits") == "MODS2R"
-    assert channel_of("m1bTest.0001.fits") is None
 
 
 def test_open_existing_does_not_create(tmp_path):

@@ -22,6 +22,7 @@ from astropy.io import fits
 from modsingest import cli
 from modsingest import sim as sim
 from modsingest.fits import scan as fitscheck
+from modsingest.names import observing_night
 
 UTC = UTC
 # A copy of ../shared/reference/ kept in the repository so CI always runs this test.
@@ -447,18 +448,6 @@ def test_fitsverify_is_clean(tmp_path, spec):
 # --------------------------------------------------------------------------- names, dates, CLI
 
 
-@pytest.mark.parametrize(
-    "utc,tag",
-    [
-        (datetime(2026, 11, 21, 18, 59, 59, tzinfo=UTC), "20261121"),  # 11:59 MST
-        (datetime(2026, 11, 21, 19, 0, 0, tzinfo=UTC), "20261122"),  # noon MST: next night
-        (datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC), "20261122"),  # 05:00 MST, same night
-    ],
-)
-def test_observing_date(utc, tag):
-    assert sim.observing_date(utc) == tag
-
-
 def test_spec_validation():
     for bad in (
         dict(channel="mods3b"),
@@ -521,9 +510,9 @@ def test_cli_writes_successive_exposures(tmp_path):
 
 
 def test_cli_defaults_to_todays_observing_date(tmp_path):
-    before = sim.observing_date(datetime.now(UTC))
+    before = observing_night(datetime.now(UTC))
     status, out, _ = run_cli("--out", str(tmp_path), "--roi", "1k", "--no-conpars", "--imagetype", "bias")
-    after = sim.observing_date(datetime.now(UTC))
+    after = observing_night(datetime.now(UTC))
     assert status == 0
     assert Path(out.strip()).name in (f"mods1b.{before}.0001.fits", f"mods1b.{after}.0001.fits")
     assert not fitscheck.scan(out.strip()).has_conpars

@@ -61,7 +61,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ import modsingest  # noqa: E402
 from modsingest import sim as simulate  # noqa: E402
 from modsingest.config import load as load_config  # noqa: E402
 from modsingest.fits.frame import Amplifier, Conpars, Frame  # noqa: E402
+from modsingest.names import observing_night  # noqa: E402
 from modsingest.processing import publish  # noqa: E402
 from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
 from modsingest.processing.pipeline import Pipeline  # noqa: E402
@@ -115,11 +116,6 @@ def log(msg: str) -> None:
 def modsingest_cmd() -> list[str]:
     exe = REPO / ".venv" / "bin" / "modsingest"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "modsingest.cli"]
-
-
-def observing_night(when: float) -> str:
-    """CCYYMMDD tag azcam would use tonight (UTC + 5 h, as the simulator and ledger)."""
-    return (datetime.fromtimestamp(when, UTC) + timedelta(hours=5)).strftime("%Y%m%d")
 
 
 def raw_name(night: str, seq: int) -> str:

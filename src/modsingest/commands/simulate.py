@@ -9,8 +9,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from modsingest.names import ROOTS
 from modsingest.sim import (
-    CHANNELS,
     EPOCHS,
     IMAGE_TYPES,
     ROI_MODES,
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``modsingest simulate``."""
     add = parser.add_argument
     add("--out", required=True, type=Path, help="directory to write into (must exist)")
-    add("--channel", default="mods1b", choices=CHANNELS)
+    add("--channel", default="mods1b", choices=ROOTS)
     add("--date", help="observing-date tag CCYYMMDD (default: UTC date of now + 5 h)")
     add(
         "--start",

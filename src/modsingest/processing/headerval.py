@@ -18,8 +18,9 @@ import math
 import re
 from datetime import date, datetime, timedelta
 
+from modsingest import names
+
 __all__ = [
-    "MODS_CHANNELS",
     "is_blank",
     "decimal",
     "degrees",
@@ -27,13 +28,8 @@ __all__ = [
     "time_of_day",
     "date_time",
     "split_date_obs",
-    "channel_from_instrume",
-    "channel_from_filename",
     "resolve_channel",
 ]
-
-#: The four INSTRUME values of the MODS Archon systems.
-MODS_CHANNELS = ("MODS1B", "MODS1R", "MODS2B", "MODS2R")
 
 # A plain decimal number, as FITS and the Archon print them.  Stricter than
 # float(), which would also take 'nan', 'inf' and '1_0'.
@@ -203,20 +199,6 @@ def split_date_obs(text: str) -> tuple[str, str | None]:
     return day, (clock if sep else None)
 
 
-def channel_from_instrume(value: object) -> str | None:
-    """The MODS channel an INSTRUME value names, or None (blank, 'None', other)."""
-    if not isinstance(value, str):
-        return None
-    word = value.strip().upper()
-    return word if word in MODS_CHANNELS else None
-
-
-def channel_from_filename(name: str) -> str | None:
-    """The MODS channel a raw file name starts with (``mods2r.20251210.0009.fits``)."""
-    prefix = name[:6].upper()
-    return prefix if prefix in MODS_CHANNELS else None
-
-
 def resolve_channel(instrume: object, filename: str) -> tuple[str | None, str | None]:
     """(channel, warning) from INSTRUME, else from the file name.
 
@@ -224,11 +206,11 @@ def resolve_channel(instrume: object, filename: str) -> tuple[str | None, str | 
     the raw file name still says which controller wrote it.  The warning is
     None when INSTRUME itself was usable, and says what was done otherwise.
     """
-    channel = channel_from_instrume(instrume)
+    channel = names.channel(instrume)
     if channel is not None:
         return channel, None
     seen = "missing" if instrume is None else f"{instrume!r} is not a MODS channel"
-    from_name = channel_from_filename(filename)
+    from_name = names.channel_of_name(filename)
     if from_name is not None:
         return from_name, f"INSTRUME {seen}; {from_name} taken from the file name {filename}"
     return None, f"INSTRUME {seen} and the file name {filename!r} names no MODS channel"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modsingest import names
 from modsingest.fits.scan import BLOCK
 
 if TYPE_CHECKING:  # annotations only; see the module docstring
@@ -44,8 +45,6 @@ log = logging.getLogger("modsingest.publish")
 TEMP_MARK = ".modsingest-tmp"
 FILE_MODE = 0o644
 DIR_MODE = 0o755
-CHANNELS = ("MODS1B", "MODS1R", "MODS2B", "MODS2R")
-_NAME_DATE = re.compile(r"\.(\d{8})\.")
 _IOV_MAX = 512
 #: Start writing a destination's pages to disk once this much is waiting (see _Destination).
 WRITEBACK_EVERY = 4 << 20
@@ -363,15 +362,15 @@ def read_primary(path: Path) -> fits.Header | None:
 
 
 def night_of(name: str, header: fits.Header) -> str:
-    """CCYYMMDD for the processed sub-directory: from the name, else from DATE-OBS.
+    """CCYYMMDD for the processed sub-directory: the name's date tag, else from DATE-OBS.
 
-    Names with another root (``m1bTest.0001.fits``) carry no date; the observing
-    date of DATE-OBS (UTC + 5 h, raw-format.md "Names") is used for them.
+    Names with another root (``m1bTest.0001.fits``) carry no tag (``names``); the
+    observing night of DATE-OBS is used for them, "undated" if it cannot be read.
     """
-    m = _NAME_DATE.search(name)
-    if m:
-        return m.group(1)
-    from datetime import datetime, timedelta
+    tag = names.name_night(name)
+    if tag:
+        return tag
+    from datetime import datetime
 
     text = str(header.get("DATE-OBS", "")).strip()
     time_text = str(header.get("UTC-OBS", header.get("TIME-OBS", "00:00:00"))).strip()
@@ -380,18 +379,14 @@ def night_of(name: str, header: fits.Header) -> str:
             stamp = datetime.fromisoformat(text[:19])
         else:
             stamp = datetime.fromisoformat(f"{text}T{time_text[:8]}")
-        return (stamp + timedelta(hours=5)).strftime("%Y%m%d")
+        return names.observing_night(stamp)
     except ValueError:
         return "undated"
 
 
 def channel_of(name: str, header: fits.Header) -> str | None:
-    """MODS1B..MODS2R from INSTRUME, else from the name's root, else None."""
-    instrume = str(header.get("INSTRUME", "")).strip().upper()
-    if instrume in CHANNELS:
-        return instrume
-    root = name.split(".", 1)[0].upper()
-    return root if root in CHANNELS else None
+    """MODS1B..MODS2R from INSTRUME, else from the raw name (``names.channel_of_name``), else None."""
+    return names.channel(header.get("INSTRUME")) or names.channel_of_name(name)
 
 
 def choose_name(raw_name: str, header: fits.Header, destinations: list[Path]) -> tuple[str, list[str]]:

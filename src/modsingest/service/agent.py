@@ -32,10 +32,11 @@ from typing import Any
 
 from modsingest import __version__
 from modsingest.config import Settings
+from modsingest.names import channel_of_name
 from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
 from modsingest.service.dispatch import Dispatcher
 from modsingest.service.gate import Candidate, Gate, GateLoop
-from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, channel_of, lock_service
+from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, lock_service
 from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
 log = logging.getLogger("modsingest.service")
@@ -170,7 +171,7 @@ class Service:
             reason,
             self.settings.watch.incomplete_timeout,
         )
-        self._metric("incomplete", channel_of(os.path.basename(c.path)) or "")
+        self._metric("incomplete", channel_of_name(os.path.basename(c.path)) or "")
 
     def _metric(self, name: str, *args: Any) -> None:
         if self.metrics is None:

@@ -36,7 +36,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants
 
-from modsingest.service.ledger import Fingerprint, name_night, observing_night
+from modsingest.names import is_candidate, name_night, observing_night
+from modsingest.service.ledger import Fingerprint
 
 log = logging.getLogger("modsingest.detect")
 
@@ -60,11 +61,6 @@ EVENT, CLOSED, POLL, RESCAN, STARTUP, RECOVERY, UDP, REPLAY = (
 _WRITER_DONE = "closed"
 
 Emit = Callable[[str, str], None]
-
-
-def is_candidate(name: str) -> bool:
-    """A visible ``*.fits`` name: what azcam writes, whatever the root."""
-    return not name.startswith(".") and name.lower().endswith(".fits") and len(name) > 5
 
 
 # --------------------------------------------------------------------------- inotify

@@ -35,16 +35,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
+
+from modsingest.names import channel_of_name, night_of
 
 FILENAME = "ledger.sqlite3"
 SERVICE_LOCK = "service.lock"
@@ -59,9 +59,6 @@ SUPERSEDED = "superseded"
 STATES = (QUEUED, PROCESSING, DELIVERED, FAILED, INCOMPLETE, SUPERSEDED)
 #: a fingerprint in one of these states needs no new look: it is done or under way
 SETTLED = (QUEUED, PROCESSING, DELIVERED, FAILED, INCOMPLETE)
-
-_NAME_NIGHT = re.compile(r"\.(\d{8})\.\d+\.fits$", re.IGNORECASE)
-_NAME_CHANNEL = re.compile(r"^(mods[12][br])\.", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -172,29 +169,6 @@ class Row:
             finished_at=r["finished_at"],
             seconds=r["seconds"],
         )
-
-
-def observing_night(when: float) -> str:
-    """CCYYMMDD of the observing date at Unix time ``when``: the UTC date of when + 5 h."""
-    stamp = datetime.fromtimestamp(when, UTC) + timedelta(hours=5)
-    return stamp.strftime("%Y%m%d")
-
-
-def name_night(name: str) -> str | None:
-    """The CCYYMMDD date tag of a standard raw name, None for other roots."""
-    m = _NAME_NIGHT.search(name)
-    return m.group(1) if m else None
-
-
-def night_of(name: str, when: float) -> str:
-    """The night a raw file belongs to: its name's date tag, else the observing date."""
-    return name_night(name) or observing_night(when)
-
-
-def channel_of(name: str) -> str | None:
-    """MODS1B..MODS2R from a standard name's root (the core's answer is preferred)."""
-    m = _NAME_CHANNEL.match(name)
-    return m.group(1).upper() if m else None
 
 
 def path_of(directory: os.PathLike | str) -> Path:
@@ -376,7 +350,7 @@ class Ledger:
                 mtime_ns=fp.mtime_ns,
                 ctime_ns=fp.ctime_ns,
                 inode=fp.inode,
-                channel=channel_of(name),
+                channel=channel_of_name(name),
             )
             cols = ", ".join(values)
             marks = ", ".join("?" for _ in values)
@@ -409,7 +383,7 @@ class Ledger:
                     *fp,
                     INCOMPLETE,
                     reason,
-                    channel_of(name),
+                    channel_of_name(name),
                     seen_at,
                     now,
                 ),

@@ -27,13 +27,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 
+from modsingest import names
+
 log = logging.getLogger("modsingest.metrics")
 
 TEXTFILE_NAME = "modsingest.prom"
 
-#: the channels of the four MODS cameras; any other file-name root counts as "other",
-#: so user-chosen roots (``m1bTest.0001.fits``) cannot create unbounded label values
-CHANNELS = ("mods1b", "mods1r", "mods2b", "mods2r")
+#: the label of any channel that is not one of ``names.ROOTS``, so user-chosen roots
+#: (``m1bTest.0001.fits``) cannot create unbounded label values
 OTHER_CHANNEL = "other"
 
 #: detection to delivery: a few seconds normally; minutes mean waiting for CONPARS,
@@ -45,8 +46,8 @@ PROCESSING_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 
 def channel_label(channel: str) -> str:
     """``MODS1B``, ``mods1b`` or a file name's root -> the label value."""
-    value = str(channel).strip().lower()
-    return value if value in CHANNELS else OTHER_CHANNEL
+    known = names.channel(str(channel))
+    return known.lower() if known else OTHER_CHANNEL
 
 
 class Metrics:
@@ -128,7 +129,7 @@ class Metrics:
     def _start_with_zeros(self) -> None:
         """Create every per-channel series at 0, so rates and absence alerts work from
         the first scrape instead of after the first file of each channel."""
-        for channel in CHANNELS:
+        for channel in names.ROOTS:
             self._delivered.labels(channel)
             self._incomplete.labels(channel)
             self._latency.labels(channel)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from modsingest.config import Settings
 from modsingest.fits import scan as fitscheck
-from modsingest.service.detect import REPLAY, is_candidate
+from modsingest.names import is_candidate, name_night
+from modsingest.service.detect import REPLAY
 from modsingest.service.ledger import (
     DELIVERED,
     FAILED,
@@ -37,7 +38,6 @@ from modsingest.service.ledger import (
     Ledger,
     Row,
     lock_service,
-    name_night,
     open_existing,
     service_running,
 )

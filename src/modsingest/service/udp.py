@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modsingest.config import UdpSettings
+from modsingest.names import is_candidate
 
 log = logging.getLogger("modsingest.udp")
 
@@ -173,7 +174,7 @@ def base_name_problem(name: str) -> str | None:
         return "blank or control character in the name"
     if len(name.encode("utf-8")) > _NAME_MAX:
         return "name too long"
-    if not name.lower().endswith(".fits") or len(name) == len(".fits"):
+    if not is_candidate(name):
         return "not a FITS file name"
     return None
 

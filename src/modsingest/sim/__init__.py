@@ -41,7 +41,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
-CHANNELS = ("mods1b", "mods1r", "mods2b", "mods2r")
+from modsingest import names
+
 IMAGE_TYPES = ("object", "bias", "flat", "dark", "comp", "std", "zero")
 ROI_MODES = ("full", "4k", "3k", "1k")
 TELALT_STYLES = ("sexagesimal", "decimal")
@@ -171,15 +172,6 @@ class Roi:
 # --------------------------------------------------------------------------
 
 
-def observing_date(utc: datetime) -> str:
-    """The CCYYMMDD observing-date tag: the UTC date of (utc + 5 h).
-
-    From local noon to 17:00 MST the coming night's date is used, so
-    afternoon calibrations carry the tag of the night they belong to.
-    """
-    return (_as_utc(utc) + timedelta(hours=5)).strftime("%Y%m%d")
-
-
 def _as_utc(when: datetime) -> datetime:
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC)
@@ -257,11 +249,11 @@ class ExposureSpec:
             now = now.replace(microsecond=now.microsecond // 1000 * 1000)
             object.__setattr__(self, "utc_start", now)
         if self.date is None:
-            object.__setattr__(self, "date", observing_date(self.utc_start))
+            object.__setattr__(self, "date", names.observing_night(self.utc_start))
         self._validate()
 
     def _validate(self) -> None:
-        _check_choice("channel", self.channel, CHANNELS)
+        _check_choice("channel", self.channel, names.ROOTS)
         _check_choice("roi", self.roi, ROI_MODES)
         _check_choice("epoch", self.epoch, tuple(EPOCHS))
         _check_choice("imagetype", self.imagetype, IMAGE_TYPES)

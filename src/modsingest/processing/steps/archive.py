@@ -22,9 +22,9 @@ from datetime import datetime
 
 from astropy.io import fits
 
+from modsingest import names
 from modsingest.fits.frame import Frame
 from modsingest.processing.headerval import (
-    channel_from_filename,
     date_time,
     degrees,
     is_blank,
@@ -292,7 +292,7 @@ def rule_11_required_keywords(header: fits.Header, frame: Frame) -> list[str]:
             value = PLACEHOLDER
             if keyword == "INSTRUME":
                 # modsDisp needs one of the four channels; the raw name still says it
-                value = channel_from_filename(frame.name) or PLACEHOLDER
+                value = names.channel_of_name(frame.name) or PLACEHOLDER
             header[keyword] = (value, comment)
             warnings.append(f"{keyword} missing: added as {value!r}")
     return warnings
