@@ -6,7 +6,8 @@ bytes so the writer can copy them verbatim).  Steps read pixel values through
 ``Amplifier.stored``, a zero-copy view of those bytes.
 
 Reading is one read-only memory map of the file (see ``read`` for why not a
-``read`` into a buffer), one structural walk (``fitscheck``) for the offsets,
+``read`` into a buffer), one structural walk (``fitscheck``, the gate's, with
+the same bounds and verdicts) for the offsets,
 astropy ``Header`` objects parsed from the exact header bytes, and the CONPARS
 table decoded from the same bytes by its TTYPE/TFORM cards.  A file that is not complete FITS raises
 ``ReadError`` naming the file and the problem; a file that is complete but odd
@@ -175,7 +176,7 @@ def decode_conpars(header: fits.Header, block: memoryview) -> dict[str, str]:
     raw = np.frombuffer(block, dtype=np.uint8, count=width * nrows).reshape(nrows, width)
     columns: dict[str, tuple[int, int]] = {}
     offset = 0
-    for i in range(1, int(header.get("TFIELDS", 0)) + 1):
+    for i in range(1, min(int(header.get("TFIELDS", 0)), _MAX_TFIELDS) + 1):
         form = str(header.get(f"TFORM{i}", "")).strip().upper()
         size = _tform_bytes(form)
         columns[str(header.get(f"TTYPE{i}", "")).strip().lower()] = (offset, size)
@@ -192,6 +193,9 @@ def decode_conpars(header: fits.Header, block: memoryview) -> dict[str, str]:
             rows[name] = value.decode("ascii", "replace").strip()
     return rows
 
+
+#: The FITS standard's limit on table columns; bounds the loop over a hostile TFIELDS.
+_MAX_TFIELDS = 999
 
 _TFORM_SIZES = {"L": 1, "X": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16}
 
