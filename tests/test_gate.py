@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +382,82 @@ def test_settle_still_needs_an_unchanged_fingerprint():
     h.gate.hint("/r/a.fits", "event")
     h.run_for(2.0, step=0.01)
     assert h.ready == []
+
+
+# --------------------------------------------------------------------------- the states
+def _docs_state_table() -> dict[str, str]:
+    """docs/service.md, "States of a raw file": the table's state column -> its "left when"."""
+    text = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    section = text.split("## States of a raw file", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \|[^|]*\|([^|]*)\|$", section, re.MULTILINE)
+    return dict(rows)
+
+
+def test_the_docs_and_the_code_name_the_same_states_and_exits():
+    table = _docs_state_table()
+    assert list(table) == [s.value for s in gate.State]
+    section = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    exits = " ".join(table.values()) + section.split("A path leaves the gate", 1)[1][:400]
+    for how in gate.Exit:
+        assert f"**{how.value}**" in exits, how
+
+
+def test_each_look_puts_the_path_in_the_state_it_shows():
+    h = Harness(final_sources=frozenset({"closed"}))
+    h.gate.hint("/r/a.fits", "event")
+    c = h.gate.candidates["/r/a.fits"]
+    assert c.state is gate.State.SEEN
+    for look, state in [
+        (gate.Look(FP, False, False, "IM3 data cut short"), gate.State.INCOMPLETE),
+        (complete(FP, conpars=False), gate.State.WAITING_FOR_CONPARS),
+        (complete(FP_B), gate.State.SETTLING),
+        (None, gate.State.GONE),
+    ]:
+        h.file = look
+        h.gate.hint("/r/a.fits", "event")
+        h.gate.run_due()
+        assert c.state is state
+    h.file = complete(Fingerprint(300, 3, 3, 9))  # new content, a close: one more look
+    h.gate.hint("/r/a.fits", "closed")
+    h.gate.run_due()
+    assert c.state is gate.State.CLOSED and h.ready == []
+
+
+def test_a_moment_gone_does_not_restart_the_incomplete_clock():
+    h = Harness()
+    h.file = gate.Look(FP, False, False, "/r/a.fits: IM3 data cut short")
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(TIMEOUT - 1.0)
+    h.file = None  # astropy's rename
+    h.run_for(0.3)
+    assert h.gate.counts() == {"considering": 1, "waiting_for_conpars": 0, "incomplete": 1}
+    h.file = gate.Look(FP, False, False, "/r/a.fits: IM3 data cut short")
+    h.run_for(1.0)
+    assert h.incomplete == [(FP, "/r/a.fits: IM3 data cut short")]
+
+
+def test_a_moment_gone_does_not_restart_the_conpars_grace():
+    h = Harness()
+    h.file = complete(FP, conpars=False)
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(GRACE - 1.0)
+    h.file = None
+    h.run_for(0.3)
+    assert h.gate.counts()["waiting_for_conpars"] == 1
+    h.file = complete(FP_B, conpars=False)  # a new fingerprint restarts stability, not the grace
+    h.run_for(1.0)
+    assert h.ready == [(FP_B, False)]
+
+
+def test_the_incomplete_clock_restarts_after_a_complete_look():
+    h = Harness()
+    h.file = gate.Look(FP, False, False, "cut short")
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(TIMEOUT - 1.0)
+    h.file = complete(FP_B, conpars=False)
+    h.run_for(0.5)
+    h.file = gate.Look(FP, False, False, "cut short")
+    h.run_for(TIMEOUT - 1.0)
+    assert h.incomplete == []
+    h.run_for(1.5)
+    assert h.incomplete == [(FP, "cut short")]

@@ -35,15 +35,16 @@ class Paths:
 
 @dataclass(frozen=True)
 class WatchSettings:
+    """Detection and the gate; what settle, pass_on_close, conpars_grace and
+    incomplete_timeout decide is written in docs/service.md, "States of a raw file"."""
+
     method: str = "inotify"  # inotify | poll
     poll_interval: float = 1.0  # seconds between poll scans of the raw directories
-    settle: float = 0.05  # a complete file's fingerprint must hold this long before processing
-    pass_on_close: bool = (
-        True  # a writer's close (inotify) or azcam's "proc" (UDP) of a complete file with CONPARS is final
-    )
+    settle: float = 0.05  # state settling: how long a complete file's fingerprint must hold
+    pass_on_close: bool = True  # state closed: a writer-done hint (inotify close, UDP proc) is final
     rescan_interval: float = 60.0  # full rescan of every raw directory
-    conpars_grace: float = 10.0  # wait this long for CONPARS after the first pass
-    incomplete_timeout: float = 300.0  # report a file that stays incomplete this long
+    conpars_grace: float = 10.0  # state waiting for CONPARS: how long
+    incomplete_timeout: float = 300.0  # state incomplete: how long before it is reported
     lookback_days: int = 2  # start-up scan: only files whose name dates are this recent
 
 

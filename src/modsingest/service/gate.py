@@ -3,30 +3,14 @@
 Why a gate: the raw directories are NFS mounts written by another host, and azcam
 writes every file twice under its final name (PRIMARY+IM1..IM4 and close, then
 re-open to append CONPARS).  A close event, a size or a UDP datagram alone can
-each point at a file that is still being written.  So a path only passes when
+each point at a file that is still being written, so the gate looks at the file
+itself (a header walk and a fingerprint) until it is sure.
 
-1. ``fitscheck`` finds the FITS structure complete (headers end, data sizes add up),
-2. its fingerprint (size, mtime, ctime, inode) is the same on two looks at least
-   ``watch.settle`` apart, measured on this host's monotonic clock (the writer's
-   clock and ours need not agree); or, when a writer-done signal came (inotify's
-   IN_CLOSE_WRITE, or azcam-mods' UDP "proc", sent after both passes: the
-   service's ``final_sources``) and the content is then the same
-   on two looks ``CLOSE_RELOOK`` apart (``watch.pass_on_close``): CONPARS is
-   the last thing azcam writes and its close is its last act, so waiting the
-   whole settle time only delays observers.  The second look is there because
-   astropy's second pass closes the old file, renames the new one into place,
-   changes its mode (a new ctime) and only then opens and closes it: a close
-   reported late must not pass the file between the rename and the mode
-   change.  Content that changes after a close needs a close of its own.
-   Should anything change the file again later, its new fingerprint brings it
-   back and the ledger has it processed again; and
-3. CONPARS is there, or the file has been complete without it for
-   ``watch.conpars_grace`` seconds (then it is processed without it; the core
-   writes an empty table and a warning).
-
-A path that stays incomplete for ``watch.incomplete_timeout`` is reported to the
-ledger as ``incomplete`` with the reason: reported, not forgotten; when it
-changes again detection brings it back.
+The rule (what a look shows, which state that puts the path in, and how each
+state is left) is written once, in docs/service.md, "States of a raw file"; this
+module is its code: ``State`` names the states, ``Gate._verdict`` maps a look to a
+state, and ``Gate`` has one method per state saying how it is left.
+``tests/test_gate.py`` holds the two to the same names.
 
 The gate only reads headers (``fitscheck.scan`` preads a few blocks), holds
 nothing but a small record per path under consideration, and runs in its own
@@ -35,6 +19,7 @@ thread (``GateLoop``) fed by detection hints; it never processes a file.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import queue
@@ -52,6 +37,26 @@ log = logging.getLogger("modsingest.gate")
 #: After a writer's close, look again this soon (not ``settle`` later): a
 #: second look at the same content with the close between them passes it.
 CLOSE_RELOOK = 0.005
+
+
+class State(enum.Enum):
+    """Where a path under consideration stands (docs/service.md, "States of a raw file")."""
+
+    SEEN = "seen"  # hinted, not looked at yet
+    INCOMPLETE = "incomplete"  # the structure is not complete (yet)
+    WAITING_FOR_CONPARS = "waiting for CONPARS"  # complete, without azcam's second pass
+    SETTLING = "settling"  # complete with CONPARS; its fingerprint must hold ``settle``
+    CLOSED = "closed"  # complete with CONPARS after a writer-done hint: one quick look more
+    GONE = "gone"  # the name was missing at the last look (astropy's rename)
+
+
+class Exit(enum.Enum):
+    """How a path leaves the gate."""
+
+    QUEUED = "queued"  # on_ready: the ledger queues it
+    REPORTED = "reported"  # on_incomplete: the ledger records it incomplete, with the reason
+    SETTLED = "settled"  # the ledger already has this very content: nothing to do
+    FORGOTTEN = "forgotten"  # the name stayed missing: the file is gone
 
 
 @dataclass(frozen=True)
@@ -102,27 +107,31 @@ def look(path: str) -> Look | None:
 
 @dataclass
 class Candidate:
-    """A path under consideration, and what the looks so far have shown."""
+    """A path under consideration: its state, and the content the looks have shown."""
 
     path: str
-    seen_mono: float  # first hint, local monotonic clock (for decisions)
     seen_wall: float  # first hint, Unix time (for the ledger and latency)
     sources: set[str] = field(default_factory=set)
     force: bool = False  # a replay: process even if this content was delivered
+    state: State = State.SEEN
+    since: float = 0.0  # monotonic time the state began (a moment GONE does not restart it)
+    resume: tuple[State, float] | None = None  # while GONE: the state and its start to pick up
     fp: Fingerprint | None = None
     fp_since: float = 0.0  # monotonic time the current fingerprint was first seen
     looks: int = 0  # consecutive looks that found ``fp``
-    incomplete_since: float | None = None
-    waiting_since: float | None = None  # complete but without CONPARS since
-    problem: str | None = None
-    gone_since: float | None = None  # the name was missing at the last looks
     next_look: float = 0.0
     closed: bool = False  # a writer-done hint (``final_sources``) came since the last look
-    close_pending: bool = False  # a close was seen; the next look at the same content passes
+
+    @property
+    def standing(self) -> State:
+        """The state, looking through a moment GONE (what status counts)."""
+        if self.state is State.GONE and self.resume is not None:
+            return self.resume[0]
+        return self.state
 
     @property
     def waiting_for_conpars(self) -> bool:
-        return self.waiting_since is not None
+        return self.standing is State.WAITING_FOR_CONPARS
 
 
 #: on_ready(candidate, fingerprint, has_conpars)
@@ -132,7 +141,7 @@ IncompleteCallback = Callable[[Candidate, Fingerprint, str], None]
 
 
 class Gate:
-    """The decision logic, driven by ``hint`` and ``run_due`` (one thread only)."""
+    """The states and their transitions, driven by ``hint`` and ``run_due`` (one thread only)."""
 
     def __init__(
         self,
@@ -150,15 +159,11 @@ class Gate:
         wall: Callable[[], float] = time.time,
     ):
         self.poll_interval = poll_interval
-        #: How long a complete file's fingerprint must hold still.  Not the poll
-        #: interval: a complete file with CONPARS is azcam's final pass, and
-        #: observers wait on every tenth of a second; polling is about how often
-        #: directories are listed, which costs NFS round trips.
+        #: How long a complete file's fingerprint must hold still (``watch.settle``).
+        #: Not the poll interval: polling is about how often directories are listed.
         self.settle = poll_interval if settle is None else settle
-        #: Hint sources that say the writer is done with the file (inotify's
-        #: close-after-write, azcam's UDP "proc"): a complete file with CONPARS
-        #: then passes on two looks ``CLOSE_RELOOK`` apart.  Empty: every file
-        #: waits for ``settle``.
+        #: Hint sources that say the writer is done with the file (State.CLOSED);
+        #: empty (``watch.pass_on_close: no``): every file waits for ``settle``.
         self.final_sources = final_sources
         self.conpars_grace = conpars_grace
         self.incomplete_timeout = incomplete_timeout
@@ -169,13 +174,19 @@ class Gate:
         self._clock = clock
         self._wall = wall
         self.candidates: dict[str, Candidate] = {}
+        self._in_state: dict[State, Callable[[Candidate, Look, float], None]] = {
+            State.INCOMPLETE: self._in_incomplete,
+            State.WAITING_FOR_CONPARS: self._in_waiting_for_conpars,
+            State.SETTLING: self._in_settling,
+            State.CLOSED: self._in_closed,
+        }
 
     def hint(self, path: str, source: str, force: bool = False) -> None:
         """Something says ``path`` may have changed: look at it at once."""
         now = self._clock()
         c = self.candidates.get(path)
         if c is None:
-            c = self.candidates[path] = Candidate(path, now, self._wall(), next_look=now)
+            c = self.candidates[path] = Candidate(path, self._wall(), since=now, next_look=now)
         c.sources.add(source)
         c.closed = c.closed or source in self.final_sources
         c.force = c.force or force
@@ -197,83 +208,103 @@ class Gate:
                 log.exception("%s: error while looking at the file", c.path)
                 c.next_look = self._clock() + max(self.poll_interval, 1.0)
 
-    def _drop(self, c: Candidate) -> None:
-        self.candidates.pop(c.path, None)
-
+    # ------------------------------------------------------------------ one look
     def _judge(self, c: Candidate) -> None:
+        """Look once, move to the state the look shows, then let that state decide."""
         closed, c.closed = c.closed, False  # this look answers the hints before it
         seen = self._look(c.path)
         now = self._clock()
         if seen is None:
-            # astropy's update mode (azcam's second pass) replaces the file by a
-            # rename, so the name can be missing for a moment: keep looking a while.
-            if c.gone_since is None:
-                c.gone_since = now
-            if now - c.gone_since >= max(self.conpars_grace, 2 * self.poll_interval):
-                log.debug("%s: gone before it was complete", c.path)
-                self._drop(c)
-            else:
-                c.next_look = now + min(self.poll_interval, 0.2)
+            self._in_gone(c, now)
             return
-        c.gone_since = None
+        if c.state is State.GONE and c.resume is not None:  # back: the earlier state goes on
+            (c.state, c.since), c.resume = c.resume, None
         fp = seen.fingerprint
         if fp is not None and not c.force and self._is_settled(c.path, fp):
-            self._drop(c)  # this very content is delivered, failed, queued or reported
+            self._leave(c, Exit.SETTLED)  # this very content is delivered, failed, queued or reported
             return
-        if fp is None or fp != c.fp:
-            c.fp, c.fp_since, c.looks = fp, now, 1
-            c.close_pending = False  # new content: only a close after it counts
-        else:
+        same = fp is not None and fp == c.fp
+        if same:
             c.looks += 1
-        stable = fp is not None and c.looks >= 2 and now - c.fp_since >= self.settle
+        else:
+            c.fp, c.fp_since, c.looks = fp, now, 1
         # a complete file is looked at again after the settle time, one being written later
         c.next_look = now + (self.settle if seen.complete else self.poll_interval)
+        self._enter(c, self._verdict(c, seen, closed, same), now)
+        self._in_state[c.state](c, seen, now)
 
-        if not seen.complete or not seen.has_conpars:
-            c.close_pending = False  # a close of an unfinished file says nothing of the final one
+    def _verdict(self, c: Candidate, seen: Look, closed: bool, same: bool) -> State:
+        """The state a look shows (the left half of the docs' table)."""
         if not seen.complete:
-            c.waiting_since = None
-            c.problem = seen.problem
-            if c.incomplete_since is None:
-                c.incomplete_since = now
-            if fp is not None and now - c.incomplete_since >= self.incomplete_timeout:
-                self._drop(c)
-                self._on_incomplete(c, fp, seen.problem or f"{c.path}: incomplete")
-            return
-        c.incomplete_since = None
-        c.problem = None
-        assert fp is not None
-        if seen.has_conpars:
-            c.waiting_since = None
-            after_close = closed or c.close_pending
-            if stable or (after_close and c.looks >= 2):
-                self._drop(c)
-                self._on_ready(c, fp, True)
-            elif after_close:  # first look at this content since a close: once more, soon
-                c.close_pending = True
-                c.next_look = min(c.next_look, now + min(self.settle, CLOSE_RELOOK))
-            return
-        if c.waiting_since is None:
-            c.waiting_since = now
-        waited = now - c.waiting_since
-        if stable and waited >= self.conpars_grace:
-            self._drop(c)
-            self._on_ready(c, fp, False)
+            return State.INCOMPLETE
+        if not seen.has_conpars:
+            return State.WAITING_FOR_CONPARS
+        # A close counts for the content it was seen with: a close before a change
+        # (astropy's rename, then its mode change) says nothing of the new content.
+        if closed or (c.state is State.CLOSED and same):
+            return State.CLOSED
+        return State.SETTLING
+
+    def _enter(self, c: Candidate, state: State, now: float) -> None:
+        if c.state is not state:
+            c.state, c.since = state, now
+
+    def _stable(self, c: Candidate, now: float) -> bool:
+        """The same fingerprint on two looks at least ``settle`` apart."""
+        return c.fp is not None and c.looks >= 2 and now - c.fp_since >= self.settle
+
+    def _leave(self, c: Candidate, how: Exit) -> None:
+        self.candidates.pop(c.path, None)
+        log.debug("%s: %s, leaves the gate %s", c.path, c.state.value, how.value)
+
+    # ------------------------------------------------------------------ how each state is left
+    def _in_gone(self, c: Candidate, now: float) -> None:
+        """astropy's update mode (azcam's second pass) replaces the file by a rename,
+        so the name can be missing for a moment: keep looking a while."""
+        if c.state is not State.GONE:
+            c.resume = (c.state, c.since)
+            c.state, c.since = State.GONE, now
+        if now - c.since >= max(self.conpars_grace, 2 * self.poll_interval):
+            self._leave(c, Exit.FORGOTTEN)
+        else:
+            c.next_look = now + min(self.poll_interval, 0.2)
+
+    def _in_incomplete(self, c: Candidate, seen: Look, now: float) -> None:
+        if c.fp is not None and now - c.since >= self.incomplete_timeout:
+            self._leave(c, Exit.REPORTED)
+            self._on_incomplete(c, c.fp, seen.problem or f"{c.path}: incomplete")
+
+    def _in_settling(self, c: Candidate, seen: Look, now: float) -> None:
+        if self._stable(c, now):
+            self._ready(c, True)
+
+    def _in_closed(self, c: Candidate, seen: Look, now: float) -> None:
+        if self._stable(c, now) or c.looks >= 2:
+            self._ready(c, True)
+        else:  # first look at this content since the close: once more, soon
+            c.next_look = min(c.next_look, now + min(self.settle, CLOSE_RELOOK))
+
+    def _in_waiting_for_conpars(self, c: Candidate, seen: Look, now: float) -> None:
+        if self._stable(c, now) and now - c.since >= self.conpars_grace:
+            self._ready(c, False)
             return
         # Look again when the grace ends, but not before the fingerprint can be stable.
         c.next_look = max(
-            min(now + self.poll_interval, c.waiting_since + self.conpars_grace),
-            c.fp_since + self.settle,
+            min(now + self.poll_interval, c.since + self.conpars_grace), c.fp_since + self.settle
         )
+
+    def _ready(self, c: Candidate, conpars: bool) -> None:
+        assert c.fp is not None
+        self._leave(c, Exit.QUEUED)
+        self._on_ready(c, c.fp, conpars)
 
     def counts(self) -> dict[str, int]:
         """What the gate holds right now, for status and logs."""
-        waiting = sum(1 for c in self.candidates.values() if c.waiting_for_conpars)
-        incomplete = sum(1 for c in self.candidates.values() if c.incomplete_since is not None)
+        standing = [c.standing for c in self.candidates.values()]
         return {
-            "considering": len(self.candidates),
-            "waiting_for_conpars": waiting,
-            "incomplete": incomplete,
+            "considering": len(standing),
+            "waiting_for_conpars": standing.count(State.WAITING_FOR_CONPARS),
+            "incomplete": standing.count(State.INCOMPLETE),
         }
 
 
