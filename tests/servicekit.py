@@ -90,11 +90,12 @@ class Agent:
         self.logs: list[Path] = []
 
     # ------------------------------------------------------------------ life
-    def start(self, timeout: float = 90.0) -> Agent:
+    def start(self, timeout: float = 90.0, env: dict[str, str] | None = None) -> Agent:
+        """Start ``modsingest watch``; ``env``: extra environment (a fault to inject)."""
         self.runs += 1
         log = self.root / f"watch-{self.runs}.log"
         self.logs.append(log)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         env.pop("NOTIFY_SOCKET", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modsingest.cli", "watch", "--config", str(self.config)],

@@ -18,6 +18,7 @@ class FakePool:
     def submit(self, job):
         self.jobs.append(job)
         self.idle = 0
+        return True
 
     def wait(self, timeout, extra=()):
         if not self.jobs:

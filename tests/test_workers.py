@@ -13,6 +13,7 @@ import pytest
 from conftest import tiny_raw
 from modsingest import config
 from modsingest.config import StepSpec
+from modsingest.service import faultpoints
 from modsingest.service.dispatch import Dispatcher
 from modsingest.service.ledger import DELIVERED, PROCESSING, QUEUED, Fingerprint, Ledger
 from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
@@ -145,3 +146,73 @@ def test_a_pipeline_that_cannot_be_built_stops_the_start(setup):
     with pytest.raises(WorkerStartError, match="nosuchstep"):
         p.start()
     assert p.pids() == []
+
+
+def test_a_worker_that_dies_before_its_job_reaches_it_costs_no_attempt(setup):
+    """The race of a death between ``wait`` (idle) and ``submit``, made to happen."""
+    settings, ledger, pool = setup
+    path = settings.paths.raw[0] / "mods1b.20260102.0001.fits"
+    path.write_bytes(tiny_raw())
+    p = pool()
+    p.start()
+    d = Dispatcher(ledger, p)
+    (pid,) = p.pids()
+    os.kill(pid, signal.SIGKILL)
+    faultpoints._wait_gone(pid)
+    assert p.idle == 1  # the pool has not noticed: wait() was not called since
+    rid = enqueue(ledger, path)
+    assert d.fill() == 0  # BrokenPipeError handled: no job sent, the main process goes on
+    row = ledger.row(rid)
+    assert row.state == QUEUED and row.attempts == 0 and not d.busy
+    assert p.deaths == 1
+    pump_until(d, lambda: ledger.row(rid).state == DELIVERED)
+    assert ledger.row(rid).attempts == 1
+    assert p.pids() != [pid]
+
+
+def test_the_submit_fault_point_kills_the_worker_then_sends(setup, tmp_path):
+    settings, ledger, pool = setup
+    path = settings.paths.raw[0] / "mods1b.20260102.0001.fits"
+    path.write_bytes(tiny_raw())
+    p = WorkerPool(settings, 2, fault=f"submit:worker:{tmp_path / 'token'}")
+    try:
+        p.start()
+        d = Dispatcher(ledger, p)
+        first = p.pids()[0]
+        rid = enqueue(ledger, path)
+        assert d.fill() == 1  # the first idle worker was gone; the second took it
+        assert p.deaths == 1 and first not in p.pids()
+        pump_until(d, lambda: ledger.row(rid).state == DELIVERED)
+        assert ledger.row(rid).attempts == 1
+    finally:
+        p.kill()
+
+
+def test_a_dead_workers_temporaries_are_removed_at_once_and_a_live_ones_kept(setup, tmp_path, caplog):
+    settings, ledger, pool = setup
+    path = settings.paths.raw[0] / "mods1b.20260102.0001.fits"
+    path.write_bytes(tiny_raw())
+    # the worker kills itself after both temporaries are written, before the first rename
+    p = WorkerPool(settings, 2, fault=f"commit1:worker:{tmp_path / 'token'}")
+    try:
+        p.start()
+        d = Dispatcher(ledger, p)
+        live_pids = p.pids()
+        other = settings.paths.newdata / f".x.fits.modsingest-tmp.{live_pids[1]}.0123abcd"
+        other.write_bytes(b"a live worker's temporary file")
+        rid = enqueue(ledger, path)
+        pump_until(d, lambda: p.deaths == 1, timeout=30)
+        dead = live_pids[0]
+        removed = [
+            r.getMessage() for r in caplog.records if "temporary file of the dead worker" in r.getMessage()
+        ]
+        assert len(removed) == 2  # newdata/ and processed/<night>/
+        assert all(f".modsingest-tmp.{dead}." in m for m in removed)
+        night = settings.paths.processed / "20260102"
+        left = [f.name for f in [*settings.paths.newdata.iterdir(), *night.iterdir()]]
+        assert not [n for n in left if f".modsingest-tmp.{dead}." in n]
+        assert other.exists()  # not the dead worker's
+        pump_until(d, lambda: ledger.row(rid).state == DELIVERED)
+        assert ledger.row(rid).attempts == 2
+    finally:
+        p.kill()

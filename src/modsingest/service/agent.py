@@ -34,7 +34,7 @@ from modsingest import __version__
 from modsingest.config import Settings
 from modsingest.names import channel_of_name
 from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
-from modsingest.service.dispatch import Dispatcher
+from modsingest.service.dispatch import Dispatcher, adopt_published
 from modsingest.service.gate import Candidate, Gate, GateLoop
 from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, lock_service
 from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
@@ -211,6 +211,7 @@ class Service:
             log.error("workers of an earlier run are still alive after %g s; not starting", ORPHAN_WAIT)
             return 1
         self.ledger = ledger = Ledger(s.paths.state)
+        adopt_published(ledger)
         for row in ledger.recover():
             log.warning("%s: was being processed when the last run ended; processing it again", row.name)
         clean_destinations(s)

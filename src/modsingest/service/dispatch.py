@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from modsingest.service.ledger import FAILED, Ledger, Row
-from modsingest.service.workers import Job, Outcome, WorkerPool
+from modsingest.service.ledger import FAILED, PROCESSING, Ledger, Row
+from modsingest.service.workers import Job, Outcome, WorkerPool, forget_published, take_published
 
 log = logging.getLogger("modsingest.dispatch")
 
@@ -63,11 +64,17 @@ class Dispatcher:
             return 0
         self._requeue_due()
         rows = self.ledger.claim({r.path for r in self.busy.values()}, self.pool.idle, self.only)
+        sent = 0
         for row in rows:
+            if not self.pool.submit(Job(row.id, row.path)):
+                # the worker died before the job reached it: back to the queue, no attempt counted
+                self.ledger.release(row.id)
+                log.warning("%s: no worker could take it now; it stays queued", row.name)
+                continue
             self.busy[row.id] = row
-            self.pool.submit(Job(row.id, row.path))
+            sent += 1
             log.debug("%s: to a worker (attempt %d)", row.name, row.attempts)
-        return len(rows)
+        return sent
 
     def pump(self, timeout: float, extra: Iterable[Any] = ()) -> list[Row]:
         """Wait up to ``timeout`` for outcomes (or ``extra`` fds), record them, refill."""
@@ -76,6 +83,11 @@ class Dispatcher:
         return finished
 
     def record(self, o: Outcome) -> Row:
+        after = self._record(o)
+        forget_published(Path(self.ledger.path).parent, o.job.id)
+        return after
+
+    def _record(self, o: Outcome) -> Row:
         row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
         if o.died is not None:
             after = self.ledger.retry_or_fail(o.job.id, o.died, self.max_attempts)
@@ -162,6 +174,31 @@ class Dispatcher:
             getattr(self.metrics, name)(*args)
         except Exception as exc:  # metrics must never stop a delivery
             log.debug("metrics.%s failed: %s", name, exc)
+
+
+def adopt_published(ledger: Ledger) -> list[Row]:
+    """Start-up, before ``ledger.recover``: deliveries a killed run did not record.
+
+    A worker notes each file it published (``workers.note_published``) before it
+    sends its result; a row still ``processing`` with such a note was delivered,
+    and is recorded so instead of being published a second time.
+    """
+    adopted = []
+    for job_id, res in sorted(take_published(Path(ledger.path).parent).items()):
+        row = ledger.row(job_id)
+        if row is None or row.state != PROCESSING:
+            continue  # the outcome was recorded before the run ended
+        after = ledger.delivered(
+            job_id,
+            name=res.get("name"),
+            outputs=res.get("outputs") or (),
+            channel=res.get("channel"),
+            warnings=list(res.get("warnings") or []),
+            seconds=float(res.get("seconds") or 0.0),
+        )
+        log.info("%s (published as the last run ended; recorded now)", delivered_line(after, res))
+        adopted.append(after)
+    return adopted
 
 
 def delivered_line(row: Row, res: dict[str, Any]) -> str:

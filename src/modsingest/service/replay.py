@@ -164,7 +164,7 @@ def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from modsingest.service.agent import ORPHAN_WAIT, STOP_GRACE, clean_destinations
-    from modsingest.service.dispatch import Dispatcher
+    from modsingest.service.dispatch import Dispatcher, adopt_published
     from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
     state = settings.paths.state
@@ -178,6 +178,7 @@ def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in
             print("modsingest replay: workers of an earlier run are still alive", file=sys.stderr)
             return 1
         ledger = Ledger(state)
+        adopt_published(ledger)  # what a killed run published but did not record
         ledger.recover()  # no service holds the lock: 'processing' rows are stale
         clean_destinations(settings)
         ids: set[int] = set()

@@ -18,19 +18,33 @@ every pending future fails.  Here only the dead worker's one file is affected,
 the caller decides whether to retry it, and the worker is replaced.
 
 Workers ignore SIGINT and SIGTERM: the main process decides when they stop
-(finish the current file, or be killed at the shutdown deadline).  They die with
-their parent (``PR_SET_PDEATHSIG``, and end-of-file on their pipe), and each holds
-a shared lock on ``<state>/workers.lock`` for its whole life, so a new service
-can wait until no worker of a killed predecessor is still writing.
+(finish the current file, or be killed at the shutdown deadline).  A worker must
+not outlive the main process: a busy orphan would publish a file the next run
+redoes (a second delivery).  Their parent is the fork server, not the main
+process, so ``PR_SET_PDEATHSIG`` fires when the fork server ends; the fork server
+ends when the last copy of its "alive" pipe closes, and multiprocessing hands a
+copy to every child, so each worker closes its copy at once (otherwise the fork
+server, and with it every busy worker, outlived a ``kill -9`` of the service until
+the file was done).  As a second line, a thread in each worker waits for the hang-up
+of its pipe to the main process and kills the worker.  Each worker holds a shared
+lock on ``<state>/workers.lock`` for its whole life, so a new service can wait
+until no worker of a killed predecessor is still writing.
+
+When a worker dies, its hidden temporary files (named with its pid) are removed
+from the destinations at once: a full frame leaves about 150 MB, and a restart
+may be days away.  Other workers' temporaries are left alone.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterable
@@ -40,6 +54,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from modsingest.config import Settings
+from modsingest.service import faultpoints
 
 log = logging.getLogger("modsingest.workers")
 
@@ -47,8 +62,11 @@ log = logging.getLogger("modsingest.workers")
 _PR_SET_PDEATHSIG = 1
 
 WORKERS_LOCK = "workers.lock"
+#: ``<state>/published/<job id>.json``: a worker's note that it published a file,
+#: written before its result is sent (see ``note_published``)
+PUBLISHED_DIR = "published"
 #: modules the fork server imports once, so forked workers start warm
-PRELOAD = ["modsingest.workers", "modsingest.forkwarm"]
+PRELOAD = ["modsingest.service.workers", "modsingest.service.forkwarm"]
 #: a worker that cannot build its pipeline is retried no sooner than this
 RESTART_BACKOFF = 5.0
 
@@ -82,9 +100,39 @@ def _die_with_parent() -> None:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # not Linux, or prctl filtered: the pipe EOF still ends us
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except Exception:  # not Linux, or prctl filtered: the hang-up watch still ends us
         pass
+    # Let the fork server end with the main process (see the module docstring).
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        alive = getattr(server, "_forkserver_alive_fd", None)
+        if alive is not None:
+            os.close(alive)
+            server._forkserver_alive_fd = None
+    except Exception:  # pragma: no cover - another multiprocessing: the hang-up watch remains
+        pass
+
+
+def _die_with_main(conn: Connection) -> None:
+    """A daemon thread: when the main process's end of ``conn`` hangs up, SIGKILL this worker.
+
+    The worker's own thread may be deep in a file for seconds; this one only waits
+    in ``poll`` (no GIL held), so the worker ends within milliseconds of its service.
+    """
+    fd = conn.fileno()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLRDHUP)  # POLLHUP and POLLERR are always reported
+        while True:
+            for _, events in poller.poll():
+                if events & (select.POLLHUP | select.POLLRDHUP | select.POLLERR | select.POLLNVAL):
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-main", daemon=True).start()
 
 
 def result_dict(res: Any) -> dict[str, Any]:
@@ -104,11 +152,19 @@ def result_dict(res: Any) -> dict[str, Any]:
     }
 
 
-def worker_main(conn: Connection, settings: Settings, lock_path: str | None, index: int) -> None:
+def worker_main(
+    conn: Connection,
+    settings: Settings,
+    lock_path: str | None,
+    index: int,
+    main_pid: int | None = None,
+    fault_spec: str | None = None,
+) -> None:
     """One worker: build the pipeline, then process what the main process sends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    _die_with_main(conn)
     from modsingest.logsetup import setup_logging
 
     setup_logging(settings.log_level)
@@ -124,6 +180,7 @@ def worker_main(conn: Connection, settings: Settings, lock_path: str | None, ind
         wlog.error("cannot build the pipeline: %s", exc)
         conn.send(("init-failed", f"{type(exc).__name__}: {exc}"))
         return
+    fault = faultpoints.arm_worker(fault_spec, main_pid, settings.paths.newdata)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -144,10 +201,65 @@ def worker_main(conn: Connection, settings: Settings, lock_path: str | None, ind
                 "warnings": [],
                 "seconds": 0.0,
             }
+        if payload.get("ok"):
+            note_published(settings.paths.state, job_id, payload)
+        if fault is not None and fault.phase == "done":
+            fault.fire(main_pid)
         try:
             conn.send(("done", job_id, payload))
         except (BrokenPipeError, OSError):
             return
+
+
+def note_published(state: Path, job_id: int, payload: dict[str, Any]) -> None:
+    """Record, beside the ledger, that job ``job_id`` was published.
+
+    Why: between the worker's last rename and the main process's ledger write
+    there is a moment when a ``kill -9`` of the service would leave the row
+    ``processing`` and the restart would publish the file again.  This note
+    (written without fsync: it guards against a killed process, not a power cut,
+    like the ledger's ``synchronous=NORMAL``) lets the restart record the
+    delivery instead (``dispatch.adopt_published``).  The main process removes
+    it once the outcome is in the ledger.
+    """
+    folder = Path(state) / PUBLISHED_DIR
+    try:
+        folder.mkdir(mode=0o750, exist_ok=True)
+        tmp = folder / f".{job_id}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, folder / f"{job_id}.json")
+    except OSError as exc:  # the delivery stands; only the crash window stays open
+        log.warning("cannot note job %s as published in %s: %s", job_id, folder, exc)
+
+
+def forget_published(state: Path, job_id: int) -> None:
+    """The outcome of ``job_id`` is in the ledger: its note is not needed any more."""
+    try:
+        os.unlink(Path(state) / PUBLISHED_DIR / f"{job_id}.json")
+    except OSError:
+        pass
+
+
+def take_published(state: Path) -> dict[int, dict[str, Any]]:
+    """Start-up: the notes a killed run left (job id -> result), removed as they are read."""
+    folder = Path(state) / PUBLISHED_DIR
+    notes: dict[int, dict[str, Any]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return notes
+    for entry in entries:
+        stem = entry.name[: -len(".json")]
+        if entry.name.endswith(".json") and stem.isdigit():
+            try:
+                notes[int(stem)] = json.loads(Path(entry.path).read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable note %s: %s", entry.path, exc)
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+    return notes
 
 
 # --------------------------------------------------------------------------- parent side
@@ -171,11 +283,15 @@ class WorkerPool:
         lock_path: Path | None = None,
         start_method: str = "forkserver",
         ready_timeout: float = 180.0,
+        fault: str | None = None,
     ):
         self.settings = settings
         self.size = max(1, size)
         self.lock_path = str(lock_path) if lock_path else None
         self.ready_timeout = ready_timeout
+        #: fault injection (``faultpoints``): the argument, else ``MODSINGEST_FAULT``
+        self.fault_spec = fault if fault is not None else faultpoints.from_env()
+        self._fault = faultpoints.Fault.parse(self.fault_spec)
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(PRELOAD)
@@ -205,7 +321,7 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child_conn, self.settings, self.lock_path, index),
+            args=(child_conn, self.settings, self.lock_path, index, os.getpid(), self.fault_spec),
             name=f"modsingest-worker{index}",
             daemon=True,
         )
@@ -260,13 +376,38 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._live() if w.process.pid]
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> bool:
+        """Send ``job`` to an idle worker; False when no worker could take it.
+
+        A worker can die after ``wait`` saw it idle and before the job reaches it
+        (the OOM killer does not wait for us); then sending raises ``BrokenPipeError``.
+        That worker is buried like any dead one (it never had the job, so the job
+        costs no attempt) and the next idle worker is tried.  On False the caller
+        gives the file back to the queue.
+        """
+        fault = self._fault
         for w in self._live():
-            if w.ready and w.job is None:
-                w.job = job
+            if not (w.ready and w.job is None):
+                continue
+            if fault is not None and fault.phase == "submit":
+                fault.fire(None, w.process.pid)  # the race, made to happen
+            try:
                 w.conn.send((job.id, job.path))
-                return
-        raise RuntimeError("no idle worker")
+            except OSError as exc:
+                log.error(
+                    "worker %d (pid %s) is gone (%s); %s goes to another worker",
+                    w.index,
+                    w.process.pid,
+                    exc.strerror or exc,
+                    job.path,
+                )
+                if w.process.is_alive():
+                    w.process.kill()
+                self._buried(w, [])
+                continue
+            w.job = job
+            return True
+        return False
 
     def wait(self, timeout: float, extra: Iterable[Any] = ()) -> list[Outcome]:
         """Block up to ``timeout`` for results, deaths or any of ``extra`` (fds).
@@ -329,13 +470,60 @@ class WorkerPool:
         w.conn.close()
         self._workers[w.index] = None
         self._restart_after.setdefault(w.index, 0.0)
+        if w.process.pid:
+            for path in remove_temporaries_of(w.process.pid, self.settings):
+                log.warning("removed %s, a temporary file of the dead worker %d", path, w.index)
 
     def _respawn_due(self) -> None:
         now = time.monotonic()
         for index, when in list(self._restart_after.items()):
             if self._workers[index] is None and now >= when:
                 log.info("starting a new worker %d", index)
-                self._spawn(index)
+                try:
+                    self._spawn(index)
+                except OSError as exc:  # out of processes or memory: try again later
+                    log.error("cannot start worker %d: %s; trying again in %g s", index, exc, RESTART_BACKOFF)
+                    self._restart_after[index] = now + RESTART_BACKOFF
+
+
+def remove_temporaries_of(pid: int, settings: Settings) -> list[Path]:
+    """Remove the hidden temporary files that worker ``pid`` left in the destinations."""
+    dirs = [Path(settings.paths.newdata), Path(settings.paths.processed)]
+    try:
+        dirs += [
+            Path(e.path) for e in os.scandir(settings.paths.processed) if e.is_dir(follow_symlinks=False)
+        ]
+    except OSError:
+        pass
+    removed: list[Path] = []
+    for d in dirs:
+        removed += _remove_temporaries(d, pid)
+    return removed
+
+
+#: publish.TEMP_MARK; publish imports astropy, which the main process must not
+#: (moves to modsingest.fsutil with the temporary-name rule)
+_TEMP_MARK = ".modsingest-tmp"
+
+
+def _remove_temporaries(directory: Path, pid: int) -> list[Path]:
+    """``.<name>.modsingest-tmp.<pid>.<random>`` files of process ``pid`` in ``directory``."""
+    mine = f"{_TEMP_MARK}.{pid}."
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith(".") and mine in entry.name and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove temporary file %s: %s", entry.path, exc)
+    return removed
 
 
 def wait_for_orphans(lock_path: Path, timeout: float) -> bool:
