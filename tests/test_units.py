@@ -70,6 +70,13 @@ def test_service_directive(unit, key, expected):
     assert one(unit, "Service", key) == expected
 
 
+def test_a_configuration_that_cannot_work_is_not_restarted_forever(unit):
+    from modsingest.commands import CONFIG_ERROR, CONFIG_INVALID
+
+    assert one(unit, "Service", "RestartPreventExitStatus") == str(CONFIG_INVALID)
+    assert CONFIG_ERROR != CONFIG_INVALID  # a missing directory (2) is still retried
+
+
 def test_watchdog_and_restart_delay_are_set(unit):
     assert int(one(unit, "Service", "WatchdogSec")) >= 10
     assert int(one(unit, "Service", "RestartSec")) > 0

@@ -1,5 +1,7 @@
 """Command line: argument parsing and dispatch only; the work lives in the modules.
 
+(For developers: this docstring is not what ``--help`` shows; ``DESCRIPTION`` is.)
+
 Every subcommand returns an exit status: 0 on success, non-zero with a one-line
 reason on standard error otherwise.  Each subcommand module exposes
 ``configure(parser)`` to declare its arguments and ``command(args) -> int``.
@@ -11,7 +13,15 @@ import argparse
 import importlib
 import sys
 
-from modsingest import __version__
+from modsingest.version import version_text
+
+#: what ``modsingest --help`` says first: for the people who run it
+DESCRIPTION = (
+    "modsingest delivers raw MODS exposures: it waits until azcam has finished writing a "
+    "file, fixes its headers, adds the MERGED image and publishes it into newdata and the "
+    "processed night directory. Run 'modsingest COMMAND --help' for a command's options; "
+    "installing and running the service: docs/install.md."
+)
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
@@ -19,6 +29,10 @@ SUBCOMMANDS = {
     "watch": ("modsingest.commands.watch", "run the ingest service (what systemd starts)"),
     "replay": ("modsingest.commands.replay", "re-process a night or files through the service's path"),
     "status": ("modsingest.commands.status", "what the service has seen, delivered and failed"),
+    "check-config": (
+        "modsingest.commands.check_config",
+        "check a configuration as 'watch' would at start, without starting",
+    ),
     "simulate": ("modsingest.commands.simulate", "write azcam-like raw files (for tests and the demo)"),
 }
 
@@ -27,8 +41,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported (fast start)."""
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)
-    parser = argparse.ArgumentParser(prog="modsingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"modsingest {__version__}")
+    parser = argparse.ArgumentParser(prog="modsingest", description=DESCRIPTION)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print the version and the git commit it was installed from, and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():

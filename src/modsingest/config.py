@@ -4,12 +4,30 @@ Why so strict: the incumbent read ``N`` as a non-empty string and so as *yes*,
 and ignored misspelt keys.  Here every key is known, every value is checked for
 its type, every error names the file, the line and the key, and booleans accept
 the spellings people actually write (true/false, yes/no, on/off, Y/N).
+
+Two ways to load: ``load(path)`` is what ``watch``, ``process`` and ``replay``
+use, and it refuses a configuration whose directories are missing;
+``load(path, require_dirs=False)`` is for commands that must work during an
+outage (``status``, ``check-config``): every check on the text runs, and the
+directories are reported by ``check_directories`` as problems instead.  What
+``watch`` would find wrong at start, ``check_all`` finds without starting it.
+
+Numbers are YAML numbers (not strings, not booleans), finite and within a range
+that can work: ``settle: .nan`` once delivered nothing, silently.
+
+Steps: a *mapping* lists only changes from the default order
+(``steps: {merged: no}`` switches MERGED off and keeps the rest); a *list* is
+the complete order and must name every default step, switched off ones as
+``name: no``, so leaving one out by mistake is an error, not a silent switch-off.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +37,18 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 DEFAULT_STEPS = ("geometry", "timestamps", "temperatures", "archive", "merged")
+STEPS_ENTRY_POINTS = "modsingest.steps"
+#: More worker processes than this is a typo, not a plan: each holds about 200 MB
+#: and there are four cameras (docs/performance.md).
+MAX_WORKERS = 32
 
 
 class ConfigError(Exception):
     """A configuration problem; the message is one line naming file, line and key."""
+
+
+class DirectoryMissing(ConfigError):
+    """A configured directory is not there (yet): an outage, not a wrong configuration."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +105,23 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log_level: str = "info"
     source: Path | None = None
+    #: dotted key -> line in ``source`` (for problems found after loading)
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def enabled_steps(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps if s.enabled)
+
+    @property
+    def default_steps_off(self) -> tuple[str, ...]:
+        """Default steps this configuration does not run (logged by every run, noted in headers)."""
+        on = set(self.enabled_steps)
+        return tuple(n for n in DEFAULT_STEPS if n not in on)
+
+    def where(self, dotted: str) -> str:
+        """``file:line: key`` for a problem with ``dotted`` found after loading."""
+        line = self.lines.get(dotted, self.lines.get(dotted.split(".")[0].split("[")[0], "?"))
+        return f"{self.source}:{line}: {dotted}"
 
 
 _TRUE = {"true", "yes", "y", "on", "1"}
@@ -108,6 +147,7 @@ class _Where:
 
     def __init__(self, source: Path):
         self.source = source
+        self.lines: dict[str, int] = {}
 
     def at(self, node: Any, key: Any, dotted: str) -> str:
         line = None
@@ -121,31 +161,66 @@ class _Where:
         if line is None:
             line = getattr(getattr(node, "lc", None), "line", None)
             line = line + 1 if isinstance(line, int) else "?"
+        if isinstance(line, int):
+            self.lines.setdefault(dotted, line)
         return f"{self.source}:{line}: {dotted}"
 
 
-def _positive_float(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError(f"{v!r} is not a number")
+def _number(v: Any) -> float:
+    """A finite YAML number; booleans, strings, NaN and infinities are refused in words."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{_shown(v)} is not a number")
     out = float(v)
-    if out <= 0:
-        raise ValueError(f"{v!r} must be greater than 0")
+    if math.isnan(out):
+        raise ValueError("not a number (NaN); give seconds as a plain number")
+    if math.isinf(out):
+        raise ValueError(f"{_shown(v)} is infinite; give a finite number of seconds")
     return out
+
+
+def _seconds(low: float, high: float, *, allow_zero: bool = False) -> Callable[[Any], float]:
+    """A number of seconds in (low, high], or [0, high] when zero is meaningful."""
+
+    def check(v: Any) -> float:
+        out = _number(v)
+        if allow_zero and out < 0:
+            raise ValueError(f"{_shown(v)} must not be negative")
+        if not allow_zero and out <= low:
+            raise ValueError(f"{_shown(v)} must be greater than {low:g}")
+        if out > high:
+            raise ValueError(f"{_shown(v)} is more than the largest sensible value, {high:g} s")
+        return out
+
+    return check
+
+
+def _shown(v: Any) -> str:
+    """A value as the user wrote it (YAML spelling for booleans and None)."""
+    if isinstance(v, bool):
+        return "a boolean (" + ("true" if v else "false") + ")"
+    if v is None:
+        return "an empty value"
+    return repr(v)
 
 
 def _nonneg_int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{v!r} is not a whole number")
+        raise ValueError(f"{_shown(v)} is not a whole number")
     if v < 0:
         raise ValueError(f"{v!r} must not be negative")
     return v
 
 
-def _positive_int(v: Any) -> int:
-    out = _nonneg_int(v)
-    if out < 1:
-        raise ValueError(f"{v!r} must be at least 1")
-    return out
+def _int_range(low: int, high: int, why: str = "") -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        out = _nonneg_int(v)
+        if out < low:
+            raise ValueError(f"{v!r} must be at least {low}")
+        if out > high:
+            raise ValueError(f"{v!r} is more than {high}" + (f" ({why})" if why else ""))
+        return out
+
+    return check
 
 
 def _port(v: Any) -> int:
@@ -157,15 +232,15 @@ def _port(v: Any) -> int:
 
 def _string(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
-        raise ValueError(f"{v!r} is not a non-empty string")
+        raise ValueError(f"{_shown(v)} is not a non-empty string")
     return v.strip()
 
 
 def _choice(*options: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
-        text = str(v).strip().lower()
+        text = v.strip().lower() if isinstance(v, str) else None
         if text not in options:
-            raise ValueError(f"{v!r} is not one of {', '.join(options)}")
+            raise ValueError(f"{_shown(v)} is not one of {', '.join(options)}")
         return text
 
     return check
@@ -177,13 +252,15 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "watch": {
         "method": _choice("inotify", "poll"),
-        "poll_interval": _positive_float,
-        "settle": _positive_float,
+        # upper bounds: beyond them a setting cannot do its job (a file would wait
+        # an hour to be looked at), so it is a typo, not a choice
+        "poll_interval": _seconds(0, 600),
+        "settle": _seconds(0, 600),
         "pass_on_close": parse_bool,
-        "rescan_interval": _positive_float,
-        "conpars_grace": lambda v: float(v) if float(v) >= 0 else _positive_float(v),
-        "incomplete_timeout": _positive_float,
-        "lookback_days": _positive_int,
+        "rescan_interval": _seconds(0, 86400),
+        "conpars_grace": _seconds(0, 3600, allow_zero=True),
+        "incomplete_timeout": _seconds(0, 86400),
+        "lookback_days": _int_range(1, 3660),
     },
     "udp": {
         "enabled": parse_bool,
@@ -199,17 +276,23 @@ _TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log"}
 _PATH_KEYS = ("raw", "newdata", "processed", "state")
 
 
-def load(path: str | os.PathLike) -> Settings:
-    """Read and validate ``path``; ``ConfigError`` with file:line: key on any problem."""
+def load(path: str | os.PathLike, *, require_dirs: bool = True) -> Settings:
+    """Read and validate ``path``; ``ConfigError`` with file:line: key on any problem.
+
+    ``require_dirs=False``: missing directories are not an error here (``status``
+    and ``check-config`` report them through ``check_directories``).
+    """
     source = Path(path)
     try:
         text = source.read_text()
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read configuration: {exc.strerror or exc}") from exc
-    return loads(text, source)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not a text file ({exc.reason} at byte {exc.start})") from None
+    return loads(text, source, require_dirs=require_dirs)
 
 
-def loads(text: str, source: Path | str = "<config>") -> Settings:
+def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = True) -> Settings:
     source = Path(source)
     where = _Where(source)
     try:
@@ -218,7 +301,7 @@ def loads(text: str, source: Path | str = "<config>") -> Settings:
         mark = getattr(exc, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "?"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}:{line}: not valid YAML: {problem}") from exc
+        raise ConfigError(f"{source}:{line}: not valid YAML: {problem}") from None
     if doc is None:
         raise ConfigError(f"{source}:1: paths: missing (the configuration is empty)")
     if not isinstance(doc, CommentedMap):
@@ -230,13 +313,20 @@ def loads(text: str, source: Path | str = "<config>") -> Settings:
             )
     if "paths" not in doc:
         raise ConfigError(f"{source}:1: paths: missing (needs raw, newdata, processed, state)")
-    paths = _paths(doc, where)
+    paths = _paths(doc, where, require_dirs)
     sections: dict[str, dict[str, Any]] = {}
     for name, schema in _SCHEMA.items():
         sections[name] = _section(doc, name, schema, where)
     workers = 1
     if "workers" in doc:
-        workers = _convert(doc, "workers", "workers", _positive_int, where)
+        where.at(doc, "workers", "workers")
+        workers = _convert(
+            doc,
+            "workers",
+            "workers",
+            _int_range(1, MAX_WORKERS, "each worker is a process of about 200 MB"),
+            where,
+        )
     steps = _steps(doc, where) if "steps" in doc else Settings.__dataclass_fields__["steps"].default
     log_level = sections["log"].get("level", "info")
     return Settings(
@@ -248,6 +338,7 @@ def loads(text: str, source: Path | str = "<config>") -> Settings:
         metrics=MetricsSettings(**sections["metrics"]),
         log_level=log_level,
         source=source,
+        lines=where.lines,
     )
 
 
@@ -267,6 +358,7 @@ def _section(doc: CommentedMap, name: str, schema: dict, where: _Where) -> dict[
     out: dict[str, Any] = {}
     for key in node:
         dotted = f"{name}.{key}"
+        where.at(node, key, dotted)  # records the line for checks made after loading
         if key not in schema:
             raise ConfigError(
                 f"{where.at(node, key, dotted)}: unknown key (known: {', '.join(sorted(schema))})"
@@ -290,12 +382,12 @@ def _string_list(node: Any, key: Any, dotted: str, where: _Where) -> tuple[str, 
     out = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            raise ConfigError(f"{where.at(value, i, f'{dotted}[{i}]')}: {item!r} is not a string")
+            raise ConfigError(f"{where.at(value, i, f'{dotted}[{i}]')}: {_shown(item)} is not a string")
         out.append(item.strip())
     return tuple(out)
 
 
-def _paths(doc: CommentedMap, where: _Where) -> Paths:
+def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
     node = doc["paths"]
     if not isinstance(node, CommentedMap):
         raise ConfigError(f"{where.at(doc, 'paths', 'paths')}: must be a mapping")
@@ -317,36 +409,102 @@ def _paths(doc: CommentedMap, where: _Where) -> Paths:
     raws = []
     for parent, idx, value in raw_items:
         dotted = "paths.raw" if parent is node else f"paths.raw[{idx}]"
-        raws.append(_directory(parent, idx, value, dotted, where))
-    resolved = {
-        key: _directory(node, key, node[key], f"paths.{key}", where)
+        raws.append((dotted, _directory(parent, idx, value, dotted, where, require_dirs)))
+    named = raws + [
+        (f"paths.{key}", _directory(node, key, node[key], f"paths.{key}", where, require_dirs))
         for key in ("newdata", "processed", "state")
-    }
-    return Paths(raw=tuple(raws), **resolved)
+    ]
+    problem = layout_problem(named)
+    if problem is not None:
+        dotted, text = problem
+        raise ConfigError(f"{where.source}:{where.lines.get(dotted, '?')}: {dotted}: {text}")
+    resolved = dict(named[len(raws) :])
+    return Paths(
+        raw=tuple(p for _, p in raws),
+        newdata=resolved["paths.newdata"],
+        processed=resolved["paths.processed"],
+        state=resolved["paths.state"],
+    )
 
 
-def _directory(parent: Any, key: Any, value: Any, dotted: str, where: _Where) -> Path:
+def _directory(
+    parent: Any, key: Any, value: Any, dotted: str, where: _Where, require_dirs: bool = True
+) -> Path:
+    place = where.at(parent, key, dotted)  # also records the line for later checks
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where.at(parent, key, dotted)}: {value!r} is not a directory path")
+        raise ConfigError(f"{place}: {_shown(value)} is not a directory path")
     path = Path(os.path.expanduser(value.strip()))
     if not path.is_absolute() and where.source.parent:
-        path = (where.source.parent / path).resolve()
-    if not path.is_dir():
-        raise ConfigError(f"{where.at(parent, key, dotted)}: directory {path} does not exist")
+        path = Path(os.path.abspath(where.source.parent / path))  # symlinks kept: the user's names
+    if require_dirs and not path.is_dir():
+        raise DirectoryMissing(f"{place}: directory {path} does not exist")
     return path
 
 
-def _steps(doc: CommentedMap, where: _Where) -> tuple[StepSpec, ...]:
-    """``steps`` as a list (names, or ``name: Y/N`` items) or a mapping name -> on/off.
+def _real(path: Path) -> str:
+    """The path with symlinks resolved as far as they exist (a missing directory resolves lexically)."""
+    return os.path.realpath(path)
 
-    The order written is the order run.
+
+def _inside(a: str, b: str) -> bool:
+    """True when directory ``a`` is ``b`` or below it."""
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep)
+
+
+def layout_problem(named: list[tuple[str, Path]]) -> tuple[str, str] | None:
+    """Why these directories cannot work together, as (key, problem), or None.
+
+    The service writes into newdata and ``processed/<night>/`` and reads every
+    raw directory: a raw directory that is, contains or lies inside an output
+    directory would feed the service its own outputs (``raw == newdata`` once
+    processed its own files in a loop and overwrote them).  newdata and
+    processed are two copies, so they must differ; the state directory holds the
+    ledger, which must not sit in a directory observers or detection read.
+    Compared with symlinks resolved, so a link to the same place is caught.
+    """
+    real = [(k, _real(p), p) for k, p in named]
+    raws = [r for r in real if r[0].startswith("paths.raw")]
+    outputs = [r for r in real if r[0] in ("paths.newdata", "paths.processed")]
+    state = [r for r in real if r[0] == "paths.state"]
+    for i, (k, r, p) in enumerate(raws):
+        for k2, r2, p2 in raws[:i]:
+            if r == r2:
+                return k, f"{p} is the same directory as {k2} ({p2})"
+    for k, r, p in outputs:
+        for _k2, r2, p2 in raws:
+            if _inside(r2, r) or _inside(r, r2):
+                rel = "the same directory as" if r == r2 else ("inside" if _inside(r, r2) else "contains")
+                return k, (
+                    f"{p} is {rel} raw directory {p2}: the service would read its own outputs "
+                    f"as raw files (keep raw, newdata and processed apart)"
+                )
+    (_kn, rn, _pn), (kp, rp, pp) = outputs
+    if rn == rp:
+        return kp, f"{pp} is the same directory as paths.newdata: they are two separate copies"
+    for k, r, p in state:
+        for k2, r2, _p2 in raws + outputs:
+            if r == r2:
+                return k, f"{p} is the same directory as {k2}: the ledger needs a directory of its own"
+    return None
+
+
+def _steps(doc: CommentedMap, where: _Where) -> tuple[StepSpec, ...]:
+    """``steps`` as a mapping (changes to the default order) or a list (the complete order).
+
+    Mapping: ``{merged: no}`` switches MERGED off and keeps every other default
+    step in its default place; an installed step that is not a default one and
+    is switched on here runs after the defaults, in the order written.
+    List: names, or ``name: yes/no`` items, in the order run; every default step
+    must be there (switched off ones as ``name: no``), because a list that leaves
+    one out is far more often a mistake than a wish.
     """
     node = doc["steps"]
-    specs: list[StepSpec] = []
+    where.at(doc, "steps", "steps")
+    installed = installed_steps()
+    items: list[tuple[Any, Any, Any, Any]] = []
     if isinstance(node, CommentedMap):
         items = [(node, key, key, node[key]) for key in node]
     elif isinstance(node, CommentedSeq):
-        items = []
         for i, item in enumerate(node):
             if isinstance(item, str):
                 items.append((node, i, item, True))
@@ -355,25 +513,45 @@ def _steps(doc: CommentedMap, where: _Where) -> tuple[StepSpec, ...]:
                 items.append((item, name, name, flag))
             else:
                 raise ConfigError(
-                    f"{where.at(node, i, f'steps[{i}]')}: {item!r} is not a step name or 'name: yes/no'"
+                    f"{where.at(node, i, f'steps[{i}]')}: {_shown(item)} is not a step name or 'name: yes/no'"
                 )
     else:
         raise ConfigError(f"{where.at(doc, 'steps', 'steps')}: must be a list or a mapping")
-    seen = set()
+    chosen: dict[str, bool] = {}
     for parent, key, name, flag in items:
-        dotted = f"steps.{name}"
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where.at(parent, key, 'steps')}: {name!r} is not a step name")
+            raise ConfigError(f"{where.at(parent, key, 'steps')}: {_shown(name)} is not a step name")
         name = name.strip()
-        if name in seen:
-            raise ConfigError(f"{where.at(parent, key, dotted)}: listed twice")
-        seen.add(name)
+        dotted = f"steps.{name}"
+        place = where.at(parent, key, dotted)
+        if name in chosen:
+            raise ConfigError(f"{place}: listed twice")
+        if name not in installed and name not in DEFAULT_STEPS:
+            known = ", ".join(sorted(set(installed) | set(DEFAULT_STEPS)))
+            raise ConfigError(f"{place}: no such step (known: {known})")
         try:
-            enabled = parse_bool(flag)
+            chosen[name] = parse_bool(flag)
         except ValueError as exc:
-            raise ConfigError(f"{where.at(parent, key, dotted)}: {exc}") from None
-        specs.append(StepSpec(name, enabled))
-    return tuple(specs)
+            raise ConfigError(f"{place}: {exc}") from None
+    if isinstance(node, CommentedMap):
+        specs = [StepSpec(n, chosen.pop(n, True)) for n in DEFAULT_STEPS]
+        specs += [StepSpec(n, on) for n, on in chosen.items()]
+        return tuple(specs)
+    left_out = [n for n in DEFAULT_STEPS if n not in chosen]
+    if left_out:
+        raise ConfigError(
+            f"{where.at(doc, 'steps', 'steps')}: the list leaves out {', '.join(left_out)}: a list is "
+            f"the complete order, so name every step and switch one off with 'name: no' "
+            f"(or write a mapping of changes only, e.g. 'steps: {{{left_out[0]}: no}}')"
+        )
+    return tuple(StepSpec(n, on) for n, on in chosen.items())
+
+
+def installed_steps() -> set[str]:
+    """Names of the step plugins installed (entry points; nothing is imported)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group=STEPS_ENTRY_POINTS)}
 
 
 def check_steps_known(settings: Settings, known: set[str]) -> None:
@@ -381,5 +559,109 @@ def check_steps_known(settings: Settings, known: set[str]) -> None:
     for spec in settings.steps:
         if spec.name not in known:
             raise ConfigError(
-                f"{settings.source}: steps.{spec.name}: no such step (installed: {', '.join(sorted(known))})"
+                f"{settings.where(f'steps.{spec.name}')}: no such step "
+                f"(installed: {', '.join(sorted(known))})"
             )
+
+
+# --------------------------------------------------------------------------- environment
+def check_directories(settings: Settings, *, state_may_be_missing: bool = False) -> list[str]:
+    """Each configured directory that is missing, not a directory, or not usable by this user.
+
+    Raw directories must be readable and listable; newdata, processed and state
+    writable.  ``state_may_be_missing``: before the first start, systemd's
+    ``StateDirectory=`` has not made it yet; then its parent must exist.
+    Checked as the user running this, so run it as the service user.
+    """
+    p = settings.paths
+    problems = []
+    wanted: list[tuple[str, Path, int, str]] = [
+        ("paths.raw" if len(p.raw) == 1 else f"paths.raw[{i}]", d, os.R_OK | os.X_OK, "readable")
+        for i, d in enumerate(p.raw)
+    ]
+    wanted += [
+        ("paths.newdata", p.newdata, os.W_OK | os.X_OK, "writable"),
+        ("paths.processed", p.processed, os.W_OK | os.X_OK, "writable"),
+        ("paths.state", p.state, os.W_OK | os.X_OK, "writable"),
+    ]
+    for dotted, path, mode, what in wanted:
+        place = settings.where(dotted)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if dotted == "paths.state" and state_may_be_missing and path.parent.is_dir():
+                continue
+            problems.append(f"{place}: directory {path} does not exist")
+            continue
+        except OSError as exc:
+            problems.append(f"{place}: {path} cannot be reached: {exc.strerror or exc}")
+            continue
+        if not os.path.isdir(path) or (st.st_mode & 0o170000) != 0o040000:
+            problems.append(f"{place}: {path} is not a directory")
+        elif not os.access(path, mode):
+            problems.append(f"{place}: directory {path} is not {what} by this user ({_user()})")
+    return problems
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, ImportError):
+        return f"uid {os.geteuid()}"
+
+
+def check_ports(settings: Settings) -> list[str]:
+    """The UDP trigger port and the metrics port can be bound (free, and allowed to this user)."""
+    problems = []
+    wanted = []
+    if settings.udp.enabled:
+        wanted.append(("udp.port", socket.SOCK_DGRAM, settings.udp.host, settings.udp.port, "UDP"))
+    if settings.metrics.port:
+        wanted.append(
+            ("metrics.port", socket.SOCK_STREAM, settings.metrics.host, settings.metrics.port, "TCP")
+        )
+    for dotted, kind, host, port, proto in wanted:
+        try:
+            infos = socket.getaddrinfo(host, port, type=kind)
+        except OSError as exc:
+            problems.append(
+                f"{settings.where(dotted)}: host {host!r} cannot be resolved ({exc.strerror or exc})"
+            )
+            continue
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, kind)
+        try:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                why = "already in use (the service itself, if it is running, or another program)"
+            elif exc.errno == errno.EACCES:
+                why = "not allowed for this user (ports below 1024 need privileges)"
+            elif exc.errno == errno.EADDRNOTAVAIL:
+                why = f"{host} is not an address of this machine"
+            else:
+                why = exc.strerror or str(exc)
+            problems.append(f"{settings.where(dotted)}: {proto} {host}:{port} cannot be bound: {why}")
+        finally:
+            sock.close()
+    return problems
+
+
+def check_all(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
+    """Everything ``watch`` checks at start, without starting: (settings, problems).
+
+    The configuration text (keys, types, ranges, step names, directory layout),
+    then the directories as this user sees them (the state directory may be
+    missing: systemd creates it at the first start), then the ports.
+    """
+    try:
+        settings = load(path, require_dirs=False)
+    except ConfigError as exc:
+        return None, [str(exc)]
+    problems = check_directories(settings, state_may_be_missing=True)
+    problems += check_ports(settings)
+    return settings, problems

@@ -4,6 +4,10 @@ Every file is attempted: a file that is truncated, empty or not FITS gets one
 line on standard error naming it and the problem, and the others in the same
 call are still delivered.  Exit status 0 when all were delivered, 1 when any
 was not, 2 for a configuration problem.
+
+Output: one line per delivered file on standard output, with its warnings (each
+warning once, here and nowhere else); failures on standard error.  ``-q``: the
+failures only, nothing else (no log lines either).
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from modsingest.commands import CONFIG_ERROR, load_settings
+from modsingest.commands import CONFIG_ERROR, load_settings, log_steps
 from modsingest.logsetup import setup_logging
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML configuration file")
     parser.add_argument("files", nargs="+", metavar="FILE", help="raw MODS FITS files")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print failures only (no delivered lines, no warnings)"
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -27,7 +33,8 @@ def command(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if settings is None:
         return CONFIG_ERROR
-    setup_logging("warning" if args.quiet else settings.log_level)
+    setup_logging("error" if args.quiet else settings.log_level)
+    log_steps(settings, "modsingest.process")
     from modsingest.processing.pipeline import Pipeline
 
     try:

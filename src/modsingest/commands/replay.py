@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from modsingest.commands import CONFIG_ERROR, load_settings, night_arg
+from modsingest.commands import CONFIG_ERROR, load_settings, log_steps, night_arg
 from modsingest.service import ledger
 from modsingest.service.replay import dry_run, here, select, via_service
 
@@ -36,6 +36,7 @@ def command(args: argparse.Namespace) -> int:
 
     setup_logging(settings.log_level)
     quiet_libraries()
+    log_steps(settings, "modsingest.replay")
     paths, missing = select(settings, args.night, list(args.files))
     for m in missing:
         print(f"modsingest replay: {m}", file=sys.stderr)

@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any
 
-from modsingest.commands import CONFIG_ERROR, load_settings
+from modsingest.commands import load_for_service, log_steps
 from modsingest.service.agent import Service, quiet_libraries
 
 
@@ -20,15 +20,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    if settings is None:
-        return CONFIG_ERROR
+    settings = load_for_service(args.config)
+    if isinstance(settings, int):
+        return settings  # 78: a configuration that cannot work; 2: a directory is missing
     from modsingest.logsetup import setup_logging
     from modsingest.service.metrics import Metrics
     from modsingest.service.notify import Notifier
 
     setup_logging(settings.log_level)
     quiet_libraries()
+    log_steps(settings, "modsingest.service")
     metrics = Metrics(settings.paths.state, port=settings.metrics.port, host=settings.metrics.host)
     try:
         metrics.start_http()

@@ -99,7 +99,7 @@ class Pipeline:
         t0 = t()
         frame = frame_mod.read(path)
         t1 = t()
-        ctx = StepContext(source_name=path.name)
+        ctx = StepContext(source_name=path.name, steps_off=self.settings.default_steps_off)
         outcomes = run_steps(frame, self.step_names, ctx, self.registry)
         for o in outcomes:
             result.warnings += [f"{o.name}: {w}" for w in o.warnings]

@@ -33,6 +33,10 @@ ENTRY_POINT_GROUP = "modsingest.steps"
 PROV_VERSION = "MSIVER"
 PROV_STEPS = "MSISTEPS"
 PROV_DATE = "MSIDATE"
+#: Default steps the configuration switched off (written only when there are any,
+#: so a file processed with the defaults is unchanged): MSISTEPS says what ran,
+#: MSIOFF that the missing ones were left out on purpose, not lost.
+PROV_OFF = "MSIOFF"
 HISTORY_PREFIX = "modsingest"
 
 
@@ -43,6 +47,8 @@ class StepContext:
     source_name: str  # the raw file's base name
     version: str = __version__
     options: Mapping[str, object] = field(default_factory=dict)
+    #: default steps the configuration switched off (recorded as ``MSIOFF``)
+    steps_off: tuple[str, ...] = ()
 
 
 class Step(Protocol):
@@ -107,7 +113,9 @@ def run_steps(
             failed = True
         seconds = time.perf_counter() - start
         for w in warnings:
-            log.warning("%s: %s: %s", ctx.source_name, name, w)
+            # debug only: the outcome carries the warning, and the caller prints it
+            # once (the service's "delivered" line, or process's summary line)
+            log.debug("%s: %s: %s", ctx.source_name, name, w)
         outcomes.append(StepOutcome(name, warnings, seconds, failed))
     record_provenance(frame, outcomes, ctx, now())
     return outcomes
@@ -126,7 +134,7 @@ def _split_history(header) -> tuple[list[str], list[str]]:
 def clear_provenance(frame: Frame) -> list[str]:
     """Remove what an earlier run of modsingest wrote; return its warning lines."""
     header = frame.primary
-    for key in (PROV_VERSION, PROV_STEPS, PROV_DATE):
+    for key in (PROV_VERSION, PROV_STEPS, PROV_DATE, PROV_OFF):
         header.remove(key, ignore_missing=True, remove_all=True)
     theirs, ours = _split_history(header)
     if ours:
@@ -149,6 +157,8 @@ def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContex
     applied = ",".join(o.name for o in outcomes if o.ok)
     header[PROV_VERSION] = (ctx.version, "modsingest version that processed this file")
     header[PROV_STEPS] = (applied or "none", "steps applied")
+    if ctx.steps_off:
+        header[PROV_OFF] = (",".join(ctx.steps_off), "default steps switched off by the configuration")
     header[PROV_DATE] = (
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)),
         "UTC when modsingest processed this file",
