@@ -2,7 +2,7 @@
 
 ``tiny_raw`` builds a minimal raw MODS file in memory (only what the unit tests
 of the core need: geometry cards, amplifier pixels, an optional CONPARS); the
-faithful azcam-like files come from ``modsingest.simulate`` and are used by the
+faithful azcam-like files come from ``modsingest.sim`` and are used by the
 end-to-end and fixture tests.
 """
 

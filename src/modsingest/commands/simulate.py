@@ -18,8 +18,8 @@ from modsingest.sim import (
     TELALT_STYLES,
     TIMEZONES,
     ExposureSpec,
-    _as_utc,
-    _parse_binning,
+    as_utc,
+    parse_binning,
     readout_seconds,
     write,
 )
@@ -27,7 +27,7 @@ from modsingest.sim import (
 
 def _iso_time(text: str) -> datetime:
     try:
-        return _as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from None
 
@@ -125,7 +125,7 @@ def specs_from_args(args: argparse.Namespace) -> list[ExposureSpec]:
         date=args.date,
         seq=args.seq,
         roi=args.roi,
-        binning=_parse_binning(args.bin),
+        binning=parse_binning(args.bin),
         epoch=args.epoch,
         utc_start=args.start,
         exptime=args.exptime,
