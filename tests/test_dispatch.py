@@ -110,3 +110,38 @@ def test_a_read_failure_is_final(tmp_path):
     d.fill()
     d.pump(0.0)
     assert ledger.row(row_id).state == FAILED
+
+
+RAW_EIO = {
+    "ok": False,
+    "error": "x.fits: cannot read: Input/output error",
+    "stage": "read",
+    "retryable": False,
+    "side": "raw",
+    "kind": "io",
+}
+
+
+def test_a_raw_side_io_error_is_read_again_not_taken_for_a_destination_outage(tmp_path, monkeypatch):
+    monkeypatch.setattr(dispatch, "retry_delay", lambda attempts: 0.0)
+    ledger = new_ledger(tmp_path)
+    row_id = queued(ledger, tmp_path)
+    d = dispatch.Dispatcher(ledger, FakePool([RAW_EIO, OK]))
+    d.fill()
+    d.pump(0.0)
+    assert d.failed == 0 and ledger.row(row_id).state == PROCESSING  # handed out again
+    d.pump(0.0)
+    assert ledger.row(row_id).state == DELIVERED and ledger.row(row_id).attempts == 2
+
+
+def test_a_raw_side_io_error_is_failed_after_max_attempts_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(dispatch, "retry_delay", lambda attempts: 0.0)
+    ledger = new_ledger(tmp_path)
+    row_id = queued(ledger, tmp_path)
+    d = dispatch.Dispatcher(ledger, FakePool([RAW_EIO] * dispatch.MAX_ATTEMPTS))
+    d.fill()
+    for _ in range(dispatch.MAX_ATTEMPTS):
+        d.pump(0.0)
+    row = ledger.row(row_id)
+    assert row.state == FAILED and row.reason == "x.fits: cannot read: Input/output error"
+    assert row.attempts == dispatch.MAX_ATTEMPTS

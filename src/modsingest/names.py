@@ -99,3 +99,30 @@ def channel_of_name(name: str) -> str | None:
     """The channel a raw file name starts with (``mods2r.20251210.0009.fits`` -> MODS2R), else None."""
     prefix = name[:6].upper()
     return prefix if prefix in CHANNELS else None
+
+
+def unpublishable(name: str) -> str | None:
+    """Why a raw name cannot be published, or None when it can.
+
+    A delivered file is named in ``<CHAN>.new``, one line of ASCII that the
+    observers' tools read, and in the log.  A name with a byte outside
+    printable ASCII (an accented letter, a byte that is not UTF-8, a newline
+    or another control character) cannot be written there faithfully, so it is
+    refused before anything is written; the file stays in the raw directory,
+    reported as failed with this reason, and is delivered once renamed.
+    azcam's own names (root + number + ``.fits``) are always ASCII.
+    """
+    bad = sorted({ch for ch in name if not " " <= ch <= "~"})
+    if not bad:
+        return None
+    shown = ", ".join(repr(ch) if ch.isprintable() else ascii(ch) for ch in bad[:3])
+    return f"name is not printable ASCII ({shown}): it cannot be named in <CHAN>.new; rename the raw file"
+
+
+def shown(text: str) -> str:
+    """``text`` with every character outside printable ASCII escaped (``\\n``, ``\\xe9``, ``\\udcff``).
+
+    For a path in a one-line message: a newline in a name must not split the
+    line, and a byte that is not UTF-8 must not make printing it fail.
+    """
+    return "".join(ch if " " <= ch <= "~" else ascii(ch)[1:-1] for ch in text)

@@ -5,8 +5,8 @@ they must not change (the amplifier and CONPARS data blocks, kept as the raw
 bytes so the writer can copy them verbatim).  Steps read pixel values through
 ``Amplifier.stored``, a zero-copy view of those bytes.
 
-Reading is one read-only memory map of the file (see ``read`` for why not a
-``read`` into a buffer), one structural walk (``fitscheck``, the gate's, with
+Reading is one copy of the file into memory (see ``read`` for why not a
+memory map), one structural walk (``fitscheck``, the gate's, with
 the same bounds and verdicts) for the offsets,
 astropy ``Header`` objects parsed from the exact header bytes, and the CONPARS
 table decoded from the same bytes by its TTYPE/TFORM cards.  A file that is not complete FITS raises
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,16 @@ _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
 class ReadError(Exception):
-    """A file that cannot be read as a MODS raw file; the message names it."""
+    """A raw file that cannot be read as a MODS raw file; the message names it.
+
+    ``io`` is True when reading the file failed (EIO, ESTALE, the file cut
+    short while it was read): the content may be fine, so it is worth looking
+    at the file again.  False means the content itself is not a MODS file.
+    """
+
+    def __init__(self, message: str, io: bool = False):
+        super().__init__(message)
+        self.io = io
 
 
 @dataclass
@@ -212,53 +222,73 @@ def _tform_bytes(form: str) -> int:
 
 
 def read(path: str | os.PathLike) -> Frame:
-    """Read the file at ``path`` into a ``Frame``; ``ReadError`` if it is not a MODS file.
+    """Read the file at ``path`` into a ``Frame``; ``ReadError`` if it cannot be had.
 
-    The file is memory-mapped read-only with its pages mapped at once
-    (``MAP_POPULATE``) rather than read into a buffer: the raw file was just
-    written, so its pages are in the page cache, and mapping them costs about
-    3 ms for a full frame where allocating and filling a 50 MB buffer costs
-    about 60 ms (faulting in fresh anonymous memory, then copying).  The data
-    blocks stay views of the mapping, written out verbatim from it.
+    The file is copied into this process's memory with one ``preadv``, not
+    memory-mapped.  A mapping of the raw file cannot survive the file being
+    truncated while it is processed (an operator's ``cp`` over it, a writer on
+    another NFS host): touching a mapped page beyond the new end raises SIGBUS,
+    which kills the worker, and a ``write`` from such a page fails with EFAULT,
+    which used to be reported as a destination error ("cannot publish: Bad
+    address").  With a copy, a file truncated or failing under us is a short
+    read or an ``OSError`` here, in one place, reported as a raw-side error
+    (``ReadError.io``), and everything after works on bytes that cannot change.
 
-    The one thing a mapping cannot survive is the file being truncated in
-    place while it is processed (a read would return short; a mapped page
-    beyond the new end raises SIGBUS and the worker dies, which the service
-    treats like any worker death: the file is retried).  The gate only passes
-    complete, stable files and azcam never truncates one (its second pass
-    replaces the file by a rename and an overwrite makes a new file), and the
-    mapping keeps the inode it opened.  Where mapping is impossible (an empty
-    file, a file system without mmap) the file is read into memory as before.
+    The cost of the copy is the page faults of fresh memory more than the copy
+    itself (a full frame: about 20 ms into memory already touched, 60 ms into
+    fresh memory), so the buffer is kept for the next file (``_Arena``).
     """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            buf = _map(fh.fileno(), size)
-            if buf is None:
-                buf = bytearray(size)
-                got = fh.readinto(buf)
-                if got != size:
-                    raise ReadError(f"{path}: file changed while reading ({got} of {size} bytes)")
+            buf = _ARENA.take(size)
+            got = os.preadv(fh.fileno(), [buf], 0) if size else 0
+            if got != size:
+                raise ReadError(f"{path}: file changed while reading ({got} of {size} bytes)", io=True)
     except OSError as exc:
-        raise ReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise ReadError(f"{path}: cannot read: {exc.strerror or exc}", io=True) from exc
     return from_bytes(buf, path)
 
 
+class _Arena:
+    """One reusable anonymous buffer per process for the raw file being read.
+
+    Reused only when nothing still refers to it: every view of the buffer (the
+    previous frame's data blocks) holds a reference to the mapping, so a
+    reference count above the arena's own means a frame is still alive and a
+    fresh buffer is made instead; the data a live frame sees never changes.
+    Held between files, it costs the size of the largest raw file read (about
+    52 MB for a full frame) per worker.  The pages are mapped at once
+    (``MAP_POPULATE``), which is much cheaper than faulting them one by one.
+    """
+
+    def __init__(self) -> None:
+        self._map: mmap.mmap | None = None
+
+    def take(self, size: int) -> memoryview | bytearray:
+        if size == 0:
+            return bytearray()
+        current = self._map
+        # references: self._map, ``current``, getrefcount's argument
+        if current is None or len(current) < size or sys.getrefcount(current) > 3:
+            current = None
+            self._map = None  # a live frame keeps the old one alive; it is freed with it
+            try:
+                self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | _POPULATE)
+            except (OSError, ValueError):
+                return bytearray(size)
+            current = self._map
+        return memoryview(current)[:size]
+
+
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_ARENA = _Arena()
 
 
-def _map(fd: int, size: int) -> mmap.mmap | None:
-    """A read-only shared mapping of the whole file, or None where it cannot be had."""
-    if size == 0:
-        return None
-    try:
-        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
-    except (OSError, ValueError):
-        return None
-
-
-def from_bytes(buf: bytes | bytearray | mmap.mmap, path: str | os.PathLike = "<buffer>") -> Frame:
+def from_bytes(
+    buf: bytes | bytearray | memoryview | mmap.mmap, path: str | os.PathLike = "<buffer>"
+) -> Frame:
     """Build a ``Frame`` from a whole file held in memory (or mapped)."""
     path = Path(path)
     layout = fitscheck.scan_bytes(buf, path)

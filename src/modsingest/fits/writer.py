@@ -25,6 +25,15 @@ from astropy.io import fits
 from modsingest.fits.frame import Frame, Merged
 from modsingest.fits.scan import BLOCK, padded
 
+
+class MergedRenderError(Exception):
+    """Rendering MERGED failed mid-stream; ``cause`` is what the render raised."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
 #: Size of the MERGED bands rendered and written one after the other (see Output).
 BAND_BYTES = 1 << 20
 
@@ -245,13 +254,29 @@ class Output:
                 yield chunk
 
     def _merged(self, offset: int) -> Generator:
-        """MERGED's header placeholder, its bands, padding, then the header patch."""
-        template = HeaderTemplate(merged_header(self.frame.primary, self.frame.merged))
-        placeholder = template.bytes(0)
+        """MERGED's header placeholder, its bands, padding, then the header patch.
+
+        Whatever goes wrong while MERGED's header or bands are made is raised as
+        ``MergedRenderError``, so the caller can tell "MERGED could not be
+        rendered, deliver without it" from every other failure (a destination
+        error, a bug elsewhere) without guessing from the exception's type.
+        """
+        try:
+            template = HeaderTemplate(merged_header(self.frame.primary, self.frame.merged))
+            placeholder = template.bytes(0)
+        except Exception as exc:
+            raise MergedRenderError(exc) from exc
         yield placeholder
         datasum = 0
         written = 0
-        for band in self.frame.merged.bands(self.band_bytes):
+        bands = self.frame.merged.bands(self.band_bytes)
+        while True:
+            try:
+                band = next(bands, None)
+            except Exception as exc:
+                raise MergedRenderError(exc) from exc
+            if band is None:
+                break
             raw = memoryview(band).cast("B")
             datasum = ones_sum(raw, datasum)
             written += len(raw)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modsingest import names
 from modsingest.config import Settings, check_steps_known
 from modsingest.fits import cardconf as fitsconf
 from modsingest.fits import frame as frame_mod
@@ -36,11 +37,19 @@ class Result:
     steps: tuple[str, ...] = ()
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
-    #: where it failed: 'read' (the raw file), 'publish' (the destinations), 'internal'
+    #: where it failed: 'read' (the raw file), 'name' (the raw name), 'publish'
+    #: (the destinations), 'internal'
     stage: str | None = None
     #: the failure is in the destinations (full disk, NFS away), not in the file:
     #: the service tries again later instead of giving the file up
     retryable: bool = False
+    #: whose fault: 'raw' (the raw file or its name), 'destination' (processed,
+    #: newdata, the state directory's locks), 'internal' (a bug)
+    side: str | None = None
+    #: what kind of fault: 'content' (the raw file or name can never be
+    #: delivered as it is), 'io' (an I/O error: on the raw side, look at the raw
+    #: file again; on the destination side, an outage), 'bug'
+    kind: str | None = None
 
     def summary(self) -> str:
         """The one log line per file."""
@@ -82,21 +91,31 @@ class Pipeline:
         try:
             self._process(path, result)
         except frame_mod.ReadError as exc:
-            result.error, result.stage = str(exc), "read"
+            # every read of the raw file happens in frame.read (it copies the
+            # file), so a raw-side I/O error can only surface here
+            result.error, result.stage, result.side = str(exc), "read", "raw"
+            result.kind = "io" if exc.io else "content"
+        except publish.NameRefused as exc:
+            result.error = f"{names.shown(str(path))}: {exc}"
+            result.stage, result.side, result.kind = "name", "raw", "content"
         except OSError as exc:
             where = getattr(exc, "filename", None) or ""
             result.error = f"{path}: cannot publish: {exc.strerror or exc}" + (f" ({where})" if where else "")
             result.stage, result.retryable = "publish", True
+            result.side, result.kind = "destination", "io"
         except Exception as exc:  # never let one file take a worker down
             log.exception("%s: unexpected failure", path)
             result.error = f"{path}: unexpected {type(exc).__name__}: {exc}"
-            result.stage = "internal"
+            result.stage, result.side, result.kind = "internal", "internal", "bug"
         result.seconds = time.perf_counter() - start
         return result
 
     def _process(self, path: Path, result: Result) -> None:
         t = time.perf_counter
         t0 = t()
+        problem = names.unpublishable(path.name)
+        if problem is not None:  # refused before the file is even read
+            raise publish.NameRefused(problem)
         frame = frame_mod.read(path)
         t1 = t()
         ctx = StepContext(source_name=path.name, steps_off=self.settings.default_steps_off)
@@ -123,9 +142,12 @@ class Pipeline:
         """Write and publish; if rendering MERGED fails mid-stream, deliver without it.
 
         MERGED is rendered while the file is written, so a failure there (which
-        the step's own checks should prevent) surfaces here.  The raw data must
-        still reach the observers: the file is written again without MERGED and
-        the failure becomes a warning in the log and the header.
+        the step's own checks should prevent) surfaces here, as the writer's
+        ``MergedRenderError`` and only as that: any other failure (a destination
+        error, a refused name, a bug elsewhere) is not MERGED's and is raised
+        as it is.  The raw data must still reach the observers: the file is
+        written again without MERGED and the failure becomes a warning in the
+        log and the header.
         """
         paths = self.settings.paths
 
@@ -143,11 +165,9 @@ class Pipeline:
             return attempt()
         try:
             return attempt()
-        except OSError:
-            raise
-        except Exception as exc:
-            log.exception("%s: rendering MERGED failed; delivering without it", path)
-            warning = f"failed while rendering: {type(exc).__name__}: {exc}"
+        except writer.MergedRenderError as exc:
+            log.error("%s: rendering MERGED failed; delivering without it", path, exc_info=exc.cause)
+            warning = f"failed while rendering: {exc}"
             frame.merged = None
             from modsingest.processing.steps import history_lines
 

@@ -102,6 +102,10 @@ class Identity:
         return a.split("T")[0] == b.split("T")[0] and self.time_obs == other.time_obs
 
 
+class NameRefused(ValueError):
+    """The raw (or UNIQNAME) name cannot be published; nothing was written."""
+
+
 @dataclass
 class Delivery:
     name: str
@@ -458,14 +462,22 @@ def deliver(
     """Publish one processed file to processed/<night>/ and newdata/, then ``.new``.
 
     ``items`` are the writer's chunks and patches (``writer.Output.items()``),
-    consumed once while both destinations are written.
+    consumed once while both destinations are written.  A name that cannot be
+    published (``names.unpublishable``) raises ``NameRefused`` before anything
+    is written.
     """
+    problem = names.unpublishable(raw_name)
+    if problem is not None:
+        raise NameRefused(problem)
     night_dir = processed / night_of(raw_name, header)
     ensure_dir(night_dir)
     destinations = [night_dir, newdata]
     lock_dir = state / "locks"
     with locked(lock_dir, f"name-{raw_name}"):
         name, warnings = choose_name(raw_name, header, destinations)
+        problem = names.unpublishable(name)  # an UNIQNAME from the header
+        if problem is not None:
+            raise NameRefused(problem)
         # Both temporaries are complete and fsynced before either final name
         # appears, so a crash leaves either nothing new or the processed copy.
         tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items, drop_cache=[night_dir])

@@ -4,7 +4,9 @@ The dispatcher is the only place that hands a file to a worker.  It claims
 ``queued`` rows from the ledger (which marks them ``processing``), never two rows
 of the same path at once, and records each outcome: ``delivered`` only after
 ``Pipeline.process`` returned ok, ``failed`` with the core's one-line reason, or,
-when the worker died with the file, queued again up to ``MAX_ATTEMPTS`` times.
+when the worker died with the file or could not read the raw file (a raw-side
+I/O error: ``side`` 'raw', ``kind`` 'io'), queued again up to ``MAX_ATTEMPTS``
+times.  A destination error (``retryable``) waits and is tried again apart.
 It writes the one log line per delivered or failed file and feeds the metrics.
 
 Both the service and ``replay`` (when no service is running) drive files through
@@ -119,6 +121,20 @@ class Dispatcher:
             return after
         reason = res.get("error") or f"{row.path if row else o.job.path}: not delivered (no reason given)"
         attempts = row.attempts if row else 1
+        if res.get("side") == "raw" and res.get("kind") == "io" and attempts < self.max_attempts:
+            # reading the raw file failed (EIO, ESTALE, cut while read): not the
+            # destinations' fault and maybe not the file's; read it again shortly,
+            # a few times (the gate sees a rewritten file as new content anyway)
+            delay = retry_delay(attempts)
+            self.waiting[o.job.id] = (time.monotonic() + delay, reason)
+            log.warning(
+                "%s; the raw file will be read again in %.0f s (attempt %d of %d)",
+                reason,
+                delay,
+                attempts,
+                self.max_attempts,
+            )
+            return self.ledger.row(o.job.id) or row
         if res.get("retryable") and attempts < MAX_PUBLISH_ATTEMPTS:
             delay = retry_delay(attempts)
             self.waiting[o.job.id] = (time.monotonic() + delay, reason)

@@ -147,6 +147,8 @@ def result_dict(res: Any) -> dict[str, Any]:
         "steps": list(getattr(res, "steps", ()) or ()),
         "stage": getattr(res, "stage", None),
         "retryable": bool(getattr(res, "retryable", False)),
+        "side": getattr(res, "side", None),
+        "kind": getattr(res, "kind", None),
         "seconds": float(res.seconds or 0.0),
         "timings": dict(getattr(res, "timings", {}) or {}),
     }
