@@ -324,7 +324,37 @@ def test_look_at_real_files(tmp_path):
     assert gate.look(str(path)) is None
     os.mkfifo(path)  # would block a reader forever
     seen = gate.look(str(path))
-    assert not seen.complete and "not a regular file" in seen.problem
+    assert not seen.complete and seen.impossible and "not a regular file" in seen.problem
+
+
+def test_look_does_not_follow_a_symbolic_link(tmp_path):
+    outside = tmp_path / "elsewhere.fits"
+    outside.write_bytes(tiny_raw())
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    link = raw / "mods1b.20260102.0001.fits"
+    link.symlink_to(outside)
+    seen = gate.look(str(link))
+    assert seen.impossible and not seen.complete
+    assert seen.fingerprint == Fingerprint.of(os.lstat(link))  # the link's, not the target's
+    assert seen.problem == (
+        f"{link}: a symbolic link (to {outside}), not a file: refused; raw files must be regular files"
+    )
+    link.unlink()
+    link.symlink_to(tmp_path / "nothing-there.fits")  # dangling: still a link, not "gone"
+    assert gate.look(str(link)).impossible
+
+
+def test_look_says_impossible_for_content_that_can_never_be_fits(tmp_path):
+    path = tmp_path / "mods1b.20260102.0001.fits"
+    path.write_bytes(b"this is not FITS\n" * 400)
+    seen = gate.look(str(path))
+    assert seen.impossible and not seen.complete
+    assert seen.problem == f"{path}: not a FITS file (does not start with SIMPLE = T)"
+    assert seen.fingerprint == Fingerprint.of(os.stat(path))
+    path.write_bytes(tiny_raw()[:5000])  # a prefix of a good file: incomplete, not impossible
+    seen = gate.look(str(path))
+    assert not seen.impossible and not seen.complete
 
 
 def test_gate_loop_thread_with_a_two_pass_file(tmp_path):
@@ -461,3 +491,41 @@ def test_the_incomplete_clock_restarts_after_a_complete_look():
     assert h.incomplete == []
     h.run_for(1.5)
     assert h.incomplete == [(FP, "cut short")]
+
+
+def impossible(fp=FP, why="/r/a.fits: not a FITS file (does not start with SIMPLE = T)"):
+    return gate.Look(fp, False, False, why, impossible=True)
+
+
+def test_an_impossible_file_is_reported_once_it_holds_still_not_after_the_timeout():
+    h = Harness()
+    h.gate.settle = 0.05
+    h.file = impossible()
+    h.gate.hint("/r/a.fits", "event")
+    h.gate.run_due()
+    assert h.incomplete == [] and h.gate.candidates["/r/a.fits"].state is gate.State.IMPOSSIBLE
+    h.run_for(0.1, step=0.01)
+    assert h.incomplete == [(FP, "/r/a.fits: not a FITS file (does not start with SIMPLE = T)")]
+    assert h.gate.candidates == {} and h.looks <= 3
+
+
+def test_an_impossible_file_that_keeps_changing_is_reported_after_the_timeout():
+    h = Harness()
+    sizes = iter(range(100, 100_000))
+    h.gate._look = lambda path: impossible(Fingerprint(next(sizes), 1, 1, 7))
+    h.gate.hint("/r/a.fits", "event")
+    h.run_for(TIMEOUT - 0.5)
+    assert h.incomplete == []
+    h.run_for(1.0)
+    assert len(h.incomplete) == 1
+
+
+def test_an_impossible_view_replaced_by_a_good_file_passes():
+    """A file caught while being replaced is judged on what it becomes."""
+    h = Harness()
+    h.file = impossible()
+    h.gate.hint("/r/a.fits", "event")
+    h.gate.run_due()
+    h.file = complete(FP_B)  # renamed over before the second look
+    h.run_for(2 * POLL + 0.2)
+    assert h.incomplete == [] and h.ready == [(FP_B, True)]

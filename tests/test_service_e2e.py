@@ -208,8 +208,8 @@ def test_bad_files_are_reported_while_good_files_flow(agent_factory, method):
     assert "not a FITS file" in rows["mods1r.20260101.0103.fits"].reason
     assert sorted(r.path for r in agent.delivered_rows()) == sorted(map(str, goods))
     log = agent.log_text()
-    for name in bad:
-        assert re.search(rf"INCOMPLETE .*{re.escape(name)}", log)
+    for name in bad:  # the not-FITS one at once (impossible), the others after the timeout
+        assert re.search(rf"(INCOMPLETE|IMPOSSIBLE) .*{re.escape(name)}", log)
     assert "notes.txt" not in log and ".hidden.fits" not in log
     # status shows every problem with its reason
     status = subprocess.run(
@@ -221,6 +221,46 @@ def test_bad_files_are_reported_while_good_files_flow(agent_factory, method):
     for name in bad:
         assert name in status
     assert "cut short" in status
+    assert agent.stop() < 30
+
+
+@pytest.mark.parametrize("method", MODES)
+def test_impossible_files_and_symbolic_links_are_reported_at_once(agent_factory, method, tmp_path):
+    """Not after incomplete_timeout (300 s here): one look shows they can never be delivered."""
+    agent = agent_factory(method, incomplete=300.0).start()
+    raw = agent.raw["mods1b"]
+    outside = simulate.write(spec("mods1b", seq=9), tmp_path)  # a good file outside the raw dirs
+    started = time.monotonic()
+    (raw / "mods1b.20260101.0201.fits").write_bytes(b"this is not FITS\n" * 400)
+    negative = bytearray(simulate.render(spec("mods1b", seq=2)))
+    at = negative.index(b"NAXIS1  =", 2880)  # IM1's width
+    negative[at : at + 30] = b"NAXIS1  =                   -1"
+    (raw / "mods1b.20260101.0202.fits").write_bytes(bytes(negative))
+    (raw / ".link.tmp").symlink_to(outside)
+    os.rename(raw / ".link.tmp", raw / "mods1b.20260101.0203.fits")  # moved in: inotify sees it
+    good = simulate.write(spec("mods1b", seq=4), raw)
+    bad = {"mods1b.20260101.0201.fits", "mods1b.20260101.0202.fits", "mods1b.20260101.0203.fits"}
+
+    def reported():
+        rows = {r.name: r for r in agent.rows() if r.current and r.state == INCOMPLETE}
+        return rows if set(rows) == bad else None
+
+    rows = wait_for(reported, 20, "the impossible files to be reported")
+    assert time.monotonic() - started < 20
+    assert "not a FITS file" in rows["mods1b.20260101.0201.fits"].reason
+    assert "negative" in rows["mods1b.20260101.0202.fits"].reason
+    assert f"a symbolic link (to {outside})" in rows["mods1b.20260101.0203.fits"].reason
+    (row,) = agent.wait_delivered(1)
+    assert row.path == str(good)
+    log = agent.log_text()
+    for name in bad:
+        assert len(re.findall(rf"IMPOSSIBLE .*{re.escape(name)}", log)) == 1
+    assert agent.newdata_files() == [agent.newdata / good.name]  # the link's target never published
+    # replaced by a real file (a new inode): looked at again and delivered
+    (raw / "mods1b.20260101.0203.fits").unlink()
+    fixed = simulate.write(spec("mods1b", seq=203, date="20260101"), raw)
+    assert fixed.name == "mods1b.20260101.0203.fits"
+    agent.wait_delivered(2)
     assert agent.stop() < 30
 
 

@@ -35,7 +35,7 @@ from modsingest.config import Settings
 from modsingest.names import channel_of_name
 from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
 from modsingest.service.dispatch import Dispatcher, adopt_published
-from modsingest.service.gate import Candidate, Gate, GateLoop
+from modsingest.service.gate import Candidate, Gate, GateLoop, State
 from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, lock_service
 from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
 
@@ -166,11 +166,18 @@ class Service:
     def _on_incomplete(self, c: Candidate, fp: Fingerprint, reason: str) -> None:
         assert self.ledger is not None
         self.ledger.mark_incomplete(c.path, fp, reason, seen_at=c.seen_wall)
-        log.warning(
-            "INCOMPLETE %s (for %g s; it will be looked at again when it changes)",
-            reason,
-            self.settings.watch.incomplete_timeout,
-        )
+        if c.state is State.IMPOSSIBLE:  # docs/service.md, "States of a raw file"
+            log.warning(
+                "IMPOSSIBLE %s (reported at once: as it stands it can never become a MODS file; "
+                "it will be looked at again when it changes)",
+                reason,
+            )
+        else:
+            log.warning(
+                "INCOMPLETE %s (for %g s; it will be looked at again when it changes)",
+                reason,
+                self.settings.watch.incomplete_timeout,
+            )
         self._metric("incomplete", channel_of_name(os.path.basename(c.path)) or "")
 
     def _metric(self, name: str, *args: Any) -> None:

@@ -199,11 +199,8 @@ class Scanner:
                 if not full and known is not None and not _maybe_recent(entry.name, cutoff_night):
                     now_seen[path] = known
                     continue
-                try:
-                    if not entry.is_file():
-                        continue
-                    st = fresh_stat(path) if full else entry.stat()
-                except OSError:
+                st = _entry_stat(entry, full)
+                if st is None:
                     continue
                 fp = now_seen[path] = Fingerprint.of(st)
                 if full:
@@ -219,6 +216,23 @@ class Scanner:
         return emitted
 
 
+def _entry_stat(entry: os.DirEntry, full: bool) -> os.stat_result | None:
+    """The attributes of a regular file or a symbolic link (never followed); None for others.
+
+    A link is hinted with its own attributes so that the gate refuses and
+    reports it (docs/service.md, "Symbolic links in a raw directory") and the
+    ledger settles it; following it would read a file outside the raw directories.
+    """
+    try:
+        if entry.is_symlink():
+            return entry.stat(follow_symlinks=False)
+        if not entry.is_file(follow_symlinks=False):
+            return None
+        return fresh_stat(entry.path) if full else entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+
+
 def fresh_stat(path: str) -> os.stat_result:
     """The file's attributes as the server has them now, not as the NFS client cached them.
 
@@ -228,9 +242,9 @@ def fresh_stat(path: str) -> os.stat_result:
     full scans, which run rarely, open each file they look at; the frequent poll
     scans keep the cheap ``stat`` (new names appear promptly anyway: listing a
     directory opens it, which revalidates the directory).  Non-blocking, so a FIFO
-    cannot hang the scanner.
+    cannot hang the scanner; not following a symbolic link swapped in meanwhile.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         return os.fstat(fd)
     finally:

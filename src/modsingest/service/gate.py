@@ -44,6 +44,7 @@ class State(enum.Enum):
 
     SEEN = "seen"  # hinted, not looked at yet
     INCOMPLETE = "incomplete"  # the structure is not complete (yet)
+    IMPOSSIBLE = "impossible"  # as it stands, it can never become a MODS file (or is no file)
     WAITING_FOR_CONPARS = "waiting for CONPARS"  # complete, without azcam's second pass
     SETTLING = "settling"  # complete with CONPARS; its fingerprint must hold ``settle``
     CLOSED = "closed"  # complete with CONPARS after a writer-done hint: one quick look more
@@ -67,42 +68,60 @@ class Look:
     complete: bool
     has_conpars: bool
     problem: str | None = None  # why it is not complete (one line)
+    impossible: bool = False  # as it stands, it can never become a MODS file (``problem`` says why)
 
 
-def _stat(path: str) -> os.stat_result | Look | None:
-    """``os.stat``, or None when the file is gone, or a Look saying why it cannot be had."""
+def _lstat(path: str) -> os.stat_result | Look | None:
+    """``os.lstat``, or None when the file is gone, or a Look saying why it cannot be had."""
     try:
-        return os.stat(path)
+        return os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return Look(None, False, False, f"{path}: cannot stat: {exc.strerror or exc}")
 
 
+def _not_a_file(path: str, st: os.stat_result) -> Look:
+    """A name that is not a regular file is refused at once (docs/service.md, "Symbolic links").
+
+    A symbolic link could point anywhere on this machine, and the service would
+    publish what it reads; a FIFO would block the gate for good when opened.
+    """
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        why = f"{path}: a symbolic link (to {target}), not a file: refused; raw files must be regular files"
+    else:
+        why = f"{path}: not a regular file"
+    return Look(Fingerprint.of(st), False, False, why, impossible=True)
+
+
 def look(path: str) -> Look | None:
     """Scan the structure, then take the fingerprint; None when the file is gone.
 
     The scan opens the file, which on NFS revalidates the cached attributes
-    (close-to-open consistency), so the ``stat`` after it is fresh.  A size that
-    differs between the two means the file moved under us: no verdict this time.
+    (close-to-open consistency), so the ``lstat`` after it is fresh.  A file that
+    moved under us (a new size or inode; for an impossible verdict any change)
+    gets no verdict this time: it is looked at again.
     """
-    st = _stat(path)
-    if not isinstance(st, os.stat_result):
-        return st
-    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block the gate for good
-        return Look(Fingerprint.of(st), False, False, f"{path}: not a regular file")
+    before = _lstat(path)
+    if not isinstance(before, os.stat_result):
+        return before
+    if not stat.S_ISREG(before.st_mode):
+        return _not_a_file(path, before)
     layout = fitscheck.scan(path)
-    st = _stat(path)
+    st = _lstat(path)
     if not isinstance(st, os.stat_result):
         return st
-    if layout.size != st.st_size and layout.complete:
+    moved = st.st_ino != before.st_ino or not stat.S_ISREG(st.st_mode)
+    if moved or (layout.complete and layout.size != st.st_size):
         return Look(None, False, False, f"{path}: changed while being looked at")
-    return Look(
-        Fingerprint.of(st),
-        layout.complete,
-        layout.has_conpars,
-        None if layout.complete else layout.describe(),
-    )
+    fp = Fingerprint.of(st)
+    if layout.impossible and fp != Fingerprint.of(before):
+        return Look(None, False, False, f"{path}: changed while being looked at")
+    return Look(fp, layout.complete, layout.has_conpars, layout.reason or None, layout.impossible)
 
 
 @dataclass
@@ -176,6 +195,7 @@ class Gate:
         self.candidates: dict[str, Candidate] = {}
         self._in_state: dict[State, Callable[[Candidate, Look, float], None]] = {
             State.INCOMPLETE: self._in_incomplete,
+            State.IMPOSSIBLE: self._in_impossible,
             State.WAITING_FOR_CONPARS: self._in_waiting_for_conpars,
             State.SETTLING: self._in_settling,
             State.CLOSED: self._in_closed,
@@ -235,6 +255,8 @@ class Gate:
 
     def _verdict(self, c: Candidate, seen: Look, closed: bool, same: bool) -> State:
         """The state a look shows (the left half of the docs' table)."""
+        if seen.impossible:
+            return State.IMPOSSIBLE
         if not seen.complete:
             return State.INCOMPLETE
         if not seen.has_conpars:
@@ -274,6 +296,15 @@ class Gate:
             self._leave(c, Exit.REPORTED)
             self._on_incomplete(c, c.fp, seen.problem or f"{c.path}: incomplete")
 
+    def _in_impossible(self, c: Candidate, seen: Look, now: float) -> None:
+        """Waiting cannot help: report it as soon as one content holds still for ``settle``
+        (a content that keeps changing: after ``incomplete_timeout``, like an incomplete one)."""
+        if c.fp is not None and (self._stable(c, now) or now - c.since >= self.incomplete_timeout):
+            self._leave(c, Exit.REPORTED)
+            self._on_incomplete(c, c.fp, seen.problem or f"{c.path}: cannot become a MODS file")
+        else:
+            c.next_look = max(c.fp_since + self.settle, now + min(self.settle, CLOSE_RELOOK))
+
     def _in_settling(self, c: Candidate, seen: Look, now: float) -> None:
         if self._stable(c, now):
             self._ready(c, True)
@@ -304,7 +335,7 @@ class Gate:
         return {
             "considering": len(standing),
             "waiting_for_conpars": standing.count(State.WAITING_FOR_CONPARS),
-            "incomplete": standing.count(State.INCOMPLETE),
+            "incomplete": standing.count(State.INCOMPLETE) + standing.count(State.IMPOSSIBLE),
         }
 
 
