@@ -33,6 +33,10 @@ SUBCOMMANDS = {
         "modsingest.commands.check_config",
         "check a configuration as 'watch' would at start, without starting",
     ),
+    "export": (
+        "modsingest.commands.export",
+        "write files in the pre-Archon single-image format (PypeIt, modsCCDRed)",
+    ),
     "simulate": ("modsingest.commands.simulate", "write azcam-like raw files (for tests and the demo)"),
 }
 

@@ -57,6 +57,10 @@ class Paths:
     newdata: Path
     processed: Path
     state: Path
+    #: optional extra outputs, written after <CHAN>.new (docs/formats.md)
+    legacy: Path | None = None  # <legacy>/<CCYYMMDD>/<name> in the pre-Archon single-image format
+    nightlog: Path | None = None  # <nightlog>/<CCYYMMDD>_mods.txt
+    compressed: Path | None = None  # <compressed>/<CCYYMMDD>/<name>.fz
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,8 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "log": {"level": _choice(*_LOG_LEVELS)},
 }
 _TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log"}
-_PATH_KEYS = ("raw", "newdata", "processed", "state")
+_OPTIONAL_PATH_KEYS = ("legacy", "nightlog", "compressed")
+_PATH_KEYS = ("raw", "newdata", "processed", "state", *_OPTIONAL_PATH_KEYS)
 
 
 def load(path: str | os.PathLike, *, require_dirs: bool = True) -> Settings:
@@ -397,6 +402,8 @@ def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
                 f"{where.at(node, key, f'paths.{key}')}: unknown key (known: {', '.join(_PATH_KEYS)})"
             )
     for key in _PATH_KEYS:
+        if key in _OPTIONAL_PATH_KEYS:
+            continue
         if key not in node or node[key] in (None, "", []):
             raise ConfigError(f"{where.at(doc, 'paths', f'paths.{key}')}: missing")
     raw_node = node["raw"]
@@ -414,7 +421,12 @@ def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
         (f"paths.{key}", _directory(node, key, node[key], f"paths.{key}", where, require_dirs))
         for key in ("newdata", "processed", "state")
     ]
-    problem = layout_problem(named)
+    optional = [
+        (f"paths.{key}", _directory(node, key, node[key], f"paths.{key}", where, require_dirs))
+        for key in _OPTIONAL_PATH_KEYS
+        if node.get(key) not in (None, "")
+    ]
+    problem = layout_problem(named + optional)
     if problem is not None:
         dotted, text = problem
         raise ConfigError(f"{where.source}:{where.lines.get(dotted, '?')}: {dotted}: {text}")
@@ -424,6 +436,7 @@ def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
         newdata=resolved["paths.newdata"],
         processed=resolved["paths.processed"],
         state=resolved["paths.state"],
+        **{dotted.split(".", 1)[1]: path for dotted, path in optional},
     )
 
 
@@ -465,6 +478,7 @@ def layout_problem(named: list[tuple[str, Path]]) -> tuple[str, str] | None:
     real = [(k, _real(p), p) for k, p in named]
     raws = [r for r in real if r[0].startswith("paths.raw")]
     outputs = [r for r in real if r[0] in ("paths.newdata", "paths.processed")]
+    extras = [r for r in real if r[0] in ("paths.legacy", "paths.nightlog", "paths.compressed")]
     state = [r for r in real if r[0] == "paths.state"]
     for i, (k, r, p) in enumerate(raws):
         for k2, r2, p2 in raws[:i]:
@@ -478,6 +492,10 @@ def layout_problem(named: list[tuple[str, Path]]) -> tuple[str, str] | None:
                     f"{p} is {rel} raw directory {p2}: the service would read its own outputs "
                     f"as raw files (keep raw, newdata and processed apart)"
                 )
+    for k, r, p in extras:
+        for k2, r2, p2 in raws + outputs + state:
+            if r == r2 or (_inside(r, r2) and k2.startswith("paths.raw")):
+                return k, f"{p} is the same directory as, or inside, {k2} ({p2}): keep each output apart"
     (_kn, rn, _pn), (kp, rp, pp) = outputs
     if rn == rp:
         return kp, f"{pp} is the same directory as paths.newdata: they are two separate copies"

@@ -353,3 +353,47 @@ def merged_header(primary: fits.Header, merged: Merged) -> fits.Header:
 def serialize(frame: Frame, band_bytes: int = BAND_BYTES) -> Output:
     """All HDUs of the output, in the layout of processing.md (produced lazily)."""
     return Output(frame, band_bytes)
+
+
+def image_file_items(header: fits.Header, bands: Iterator) -> Iterator:
+    """A one-HDU file: ``header`` then its data from big-endian ``bands``, with checksums.
+
+    Like MERGED: the header is written as a placeholder, the bands streamed and
+    summed, and the final header patched in, so the image is never held whole.
+    The legacy export writes its files this way.
+    """
+    template = HeaderTemplate(header)
+    placeholder = template.bytes(0)
+    yield placeholder
+    datasum = 0
+    written = 0
+    carry = b""  # a band may end inside a 32-bit word (16-bit pixels, odd sizes)
+    for band in bands:
+        raw = memoryview(np.ascontiguousarray(band)).cast("B")
+        written += len(raw)
+        whole = (len(carry) + len(raw)) // 4 * 4
+        if carry:
+            joined = carry + bytes(raw)
+            datasum = ones_sum(joined[:whole], datasum)
+            carry = joined[whole:]
+        else:
+            datasum = ones_sum(raw[:whole], datasum)
+            carry = bytes(raw[whole:])
+        yield raw
+    pad = padded(written) - written
+    if carry:
+        datasum = ones_sum(carry + bytes(4 - len(carry)), datasum)  # padding is zeros
+    if pad:
+        yield bytes(pad)
+    yield Patch(0, template.bytes(datasum))
+
+
+def items_tobytes(items: Iterator) -> bytes:
+    """Chunks and patches applied in memory (tests, small files)."""
+    out = bytearray()
+    for item in items:
+        if isinstance(item, Patch):
+            out[item.offset : item.offset + len(item.data)] = item.data
+        else:
+            out += bytes(item)
+    return bytes(out)

@@ -75,6 +75,11 @@ class Section:
 #: Which MERGED quadrant each amplifier becomes (processing.md, "merged").
 MERGED_QUADRANT = {1: 3, 2: 4, 3: 1, 4: 2}
 
+#: Light-sensitive columns in each half of the e2v CCD231-68 (unbinned).  Each
+#: half's serial prescan lies between them and the CCD's outer edge, so the
+#: prescan per side is REF-PIX1 - 4096 (50 in 2026 files, 48 in December 2025).
+ACTIVE_HALF = 4096
+
 
 @dataclass(frozen=True)
 class Readout:
@@ -170,6 +175,29 @@ class Readout:
     def merged_section(self) -> Section:
         """MERGED pixel (1,1) is the CCD block at (x1, y2); rows run in -y."""
         return Section(Axis(self.x1, self.x2, self.xbin), Axis(self.y2, self.y1, self.ybin))
+
+    @property
+    def prescan(self) -> int:
+        """Serial prescan columns (unbinned) between each outer edge and the active area."""
+        return self.ref_x - ACTIVE_HALF
+
+    def active_x(self) -> tuple[int, int]:
+        """First and last light-sensitive CCD column (unbinned), whatever the ROI."""
+        return self.ref_x - ACTIVE_HALF + 1, self.ref_x + ACTIVE_HALF
+
+    def merged_columns(self, lo: int, hi: int) -> slice:
+        """MERGED columns holding CCD columns ``lo``..``hi`` (unbinned, inclusive).
+
+        MERGED columns run in +x from the ROI's ``x1`` in blocks of ``xbin``;
+        the range must lie inside the ROI and start and end on block edges.
+        """
+        if lo < self.x1 or hi > self.x2 or lo > hi:
+            raise GeometryError(f"CCD columns {lo}..{hi} are not inside the ROI {self.roi}")
+        if (lo - self.x1) % self.xbin or (hi - self.x1 + 1) % self.xbin:
+            raise GeometryError(
+                f"CCD columns {lo}..{hi} do not fall on {self.xbin}-column bins of {self.roi}"
+            )
+        return slice((lo - self.x1) // self.xbin, (hi - self.x1 + 1) // self.xbin)
 
     def merged_slot(self, amp: int) -> tuple[slice, slice, bool]:
         """Where amplifier ``amp`` goes in MERGED (numpy row 0 = FITS row 1).

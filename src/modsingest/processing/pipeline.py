@@ -137,6 +137,31 @@ class Pipeline:
         result.ok = True
         # writing and publishing overlap (the writer renders while publish writes)
         result.timings = {"read": t1 - t0, "steps": t2 - t1, "write+publish": t3 - t2}
+        self._extra_outputs(path, frame, delivery, result)
+        result.timings["extras"] = t() - t3
+
+    def _extra_outputs(self, path: Path, frame, delivery, result: Result) -> None:
+        """The optional outputs, after ``<CHAN>.new``: a failure is a warning, never a lost delivery.
+
+        The file is delivered already; nothing here may take that back, so every
+        problem (a full legacy disk, a frame the format cannot hold) is logged
+        and added to the result's warnings.
+        """
+        paths = self.settings.paths
+        if paths.legacy is not None:
+            from modsingest.processing import export, legacy
+
+            night_dir = paths.legacy / publish.night_of(delivery.name, frame.primary)
+            try:
+                output, warnings = export.write_frame(frame, "legacy", night_dir, delivery.name)
+                result.outputs += (output,)
+                result.warnings += [f"legacy: {w}" for w in warnings]
+            except legacy.LegacyError as exc:
+                # ROI frames are not the reducers' business: expected, not a warning
+                log.info("%s: no legacy copy: %s", path.name, exc)
+            except Exception as exc:  # the delivery stands whatever happens here
+                log.warning("%s: legacy copy not written: %s", path.name, exc)
+                result.warnings.append(f"legacy: not written: {type(exc).__name__}: {exc}")
 
     def _publish(self, path: Path, frame, result: Result):
         """Write and publish; if rendering MERGED fails mid-stream, deliver without it.

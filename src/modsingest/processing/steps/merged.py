@@ -81,6 +81,16 @@ def make_renderer(amps, readout, offsets):
 
 
 def run(frame, ctx) -> list[str]:
+    frame.merged, warnings = build(frame)
+    return warnings
+
+
+def build(frame) -> tuple[Merged, list[str]]:
+    """The MERGED plan of ``frame`` and the geometry's warnings, ``frame`` untouched.
+
+    The legacy export uses it too (processing/legacy.py): its processed variant
+    holds MERGED's values, whether or not the merged step ran.
+    """
     readout, warnings = readout_from_headers(frame.primary, [a.header for a in frame.amps])
     nd = readout.data_cols
     header = fits.Header()
@@ -97,5 +107,4 @@ def run(frame, ctx) -> list[str]:
         header[key] = (value, "MERGED to CCD transformation")
     header["CCDSEC"] = (str(section), "CCD section of MERGED (rows run in -y)")
     render = make_renderer(list(frame.amps), readout, offsets)
-    frame.merged = Merged(shape=readout.merged_shape, render=render, header=header)
-    return warnings
+    return Merged(shape=readout.merged_shape, render=render, header=header), warnings
