@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench fixtures clean
+.PHONY: install test lint demo bench fixtures clients clean
 
 install: $(STAMP)
 
@@ -32,5 +32,19 @@ bench: install
 fixtures: install
 	$(BIN)/python tools/make_fixtures.py --write
 
+# The offline reducers' own code, in an environment of its own (docs/formats.md):
+# the client tests run PypeIt's readers on exported files through its python.
+CLIENTS := .venv-clients
+PYPEIT_VERSION := 2.0.1
+
+clients: $(CLIENTS)/.pypeit-$(PYPEIT_VERSION)
+
+$(CLIENTS)/.pypeit-$(PYPEIT_VERSION):
+	rm -rf $(CLIENTS)
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS)/bin/pip install --quiet 'pypeit==$(PYPEIT_VERSION)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(CLIENTS) build src/*.egg-info .pytest_cache
