@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.io import fits
 
+from modsingest import names
 from modsingest.fits.frame import Frame
 from modsingest.processing.geometry import Axis, GeometryError, Readout, Section, readout_from_headers
 from modsingest.processing.steps import merged as merged_step
@@ -159,14 +160,15 @@ def channel_colour(primary: fits.Header, instrume: str) -> str:
 
 def _instrume(frame: Frame, warnings: list[str]) -> str:
     value = str(frame.primary.get("INSTRUME", "")).strip().upper()
-    if value in ("MODS1B", "MODS1R", "MODS2B", "MODS2R"):
-        return value
-    root = frame.name.split(".", 1)[0].upper()
-    if root in ("MODS1B", "MODS1R", "MODS2B", "MODS2R"):
-        warnings.append(f"INSTRUME {value or 'missing'!r}: used {root} from the file name")
-        return root
+    found = names.channel(value)
+    if found is not None:
+        return found
+    found = names.channel_of_name(frame.name)
+    if found is not None:
+        warnings.append(f"INSTRUME {value or 'missing'!r}: used {found} from the file name")
+        return found
     raise LegacyError(
-        f"INSTRUME {value or 'missing'!r} is not MODS1B/MODS1R/MODS2B/MODS2R and the name does not say"
+        f"INSTRUME {value or 'missing'!r} is not one of {', '.join(names.CHANNELS)} and the name does not say"
     )
 
 
