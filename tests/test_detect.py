@@ -307,19 +307,6 @@ def test_udp_only_files_mean_blind_and_poll_mode_is_never_blind():
     assert not p.blind and p.found_by_rescan == 1
 
 
-def test_fresh_stat_opens_the_file_and_never_blocks_on_a_fifo(tmp_path):
-    import os as _os
-
-    from modsingest.service.detect import fresh_stat
-
-    f = tmp_path / "mods1b.20260102.0001.fits"
-    f.write_bytes(b"x" * 10)
-    assert fresh_stat(str(f)).st_size == 10
-    fifo = tmp_path / "mods1b.20260102.0002.fits"
-    _os.mkfifo(fifo)
-    assert fresh_stat(str(fifo)).st_size == 0  # returns at once: O_NONBLOCK
-
-
 def test_a_symbolic_link_is_hinted_with_its_own_attributes_never_followed(raw, tmp_path):
     """The gate refuses and reports it; the ledger settles it by the link's fingerprint."""
     outside = tmp_path / "secret.fits"
@@ -335,12 +322,3 @@ def test_a_symbolic_link_is_hinted_with_its_own_attributes_never_followed(raw, t
     assert sc.scan(detect.POLL) == 0  # unchanged links: no new hints
     sc2, hints2 = scanner(raw, settled=lambda p, fp: fp == Fingerprint.of(os.lstat(p)))
     assert sc2.scan(detect.RESCAN) == 0  # reported once (the ledger has the link's fingerprint)
-
-
-def test_fresh_stat_refuses_a_symbolic_link(tmp_path):
-    target = tmp_path / "target.fits"
-    target.write_bytes(b"x")
-    link = tmp_path / "mods1b.20260102.0001.fits"
-    link.symlink_to(target)
-    with pytest.raises(OSError):
-        detect.fresh_stat(str(link))

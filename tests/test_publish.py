@@ -5,6 +5,7 @@ import stat
 
 from astropy.io import fits
 
+from modsingest import fsutil
 from modsingest.processing import publish
 
 
@@ -32,7 +33,7 @@ def test_delivers_to_both_places_with_modes_and_pointer(layout):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stat.S_IMODE(night.stat().st_mode) == 0o755
     assert (layout["newdata"] / "MODS1B.new").read_text() == "mods1b.20260102.0002.fits\n"
-    leftovers = [p for p in layout["newdata"].iterdir() if publish.TEMP_MARK in p.name]
+    leftovers = [p for p in layout["newdata"].iterdir() if fsutil.TEMP_MARK in p.name]
     assert leftovers == []
 
 
@@ -51,7 +52,7 @@ def test_only_the_processed_copy_leaves_the_page_cache_after_its_fsync(layout, m
     advised = [e for e in events if e[0] == "advise"]
     assert len(advised) == 1
     _, fd, target, offset, length, advice = advised[0]
-    assert "/processed/20260102/" in target and publish.TEMP_MARK in target
+    assert "/processed/20260102/" in target and fsutil.TEMP_MARK in target
     assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
     assert events.index(("fsync", fd)) < events.index(advised[0])  # durable first
     assert (layout["processed"] / "20260102" / d.name).read_bytes() == (
@@ -98,24 +99,3 @@ def test_channel_from_the_name_when_instrume_is_missing(layout):
     del h["INSTRUME"]
     d = deliver(layout, "mods2r.20260102.0003.fits", h)
     assert d.channel == "MODS2R"
-
-
-def test_clean_stale_removes_only_our_temporaries(layout):
-    nd = layout["newdata"]
-    (nd / f".x.fits{publish.TEMP_MARK}.1.abcd").write_bytes(b"partial")
-    (nd / ".other-hidden").write_bytes(b"keep")
-    (nd / "x.fits").write_bytes(b"keep")
-    removed = publish.clean_stale(nd)
-    assert [p.name for p in removed] == [f".x.fits{publish.TEMP_MARK}.1.abcd"]
-    assert sorted(p.name for p in nd.iterdir()) == [".other-hidden", "x.fits"]
-
-
-def test_write_all_survives_partial_writes(tmp_path, monkeypatch):
-    real = os.writev
-
-    def short(fd, views):  # the kernel may write less than asked
-        return real(fd, [bytes(views[0])[: max(1, len(views[0]) // 2)]])
-
-    monkeypatch.setattr(os, "writev", short)
-    path = publish.atomic_write(tmp_path, "f", [b"abc", b"defgh", memoryview(b"ij")])
-    assert path.read_bytes() == b"abcdefghij"

@@ -72,11 +72,11 @@ import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 import modsingest  # noqa: E402
+from modsingest import fsutil  # noqa: E402
 from modsingest import sim as simulate  # noqa: E402
 from modsingest.config import load as load_config  # noqa: E402
 from modsingest.fits.frame import Amplifier, Conpars, Frame  # noqa: E402
 from modsingest.names import observing_night  # noqa: E402
-from modsingest.processing import publish  # noqa: E402
 from modsingest.processing.geometry import MERGED_QUADRANT, readout_from_headers  # noqa: E402
 from modsingest.processing.pipeline import Pipeline  # noqa: E402
 from modsingest.processing.steps import StepContext, discover, run_steps  # noqa: E402
@@ -125,11 +125,7 @@ def raw_name(night: str, seq: int) -> str:
 def copy_durable(src: Path, dst: Path) -> None:
     """Copy and fsync, so staging a raw file leaves no dirty pages for the next timed step."""
     shutil.copyfile(src, dst)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsutil.fsync_file(dst)
 
 
 def settle() -> None:
@@ -546,10 +542,6 @@ def agent_once(
 FLOOR_CHUNK = 4 << 20
 
 
-# the same libc call the agent's writers use (None where there is none)
-_sync_file_range = publish._start_writeback
-
-
 def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str, streamed: bool = True) -> float:
     """Read the raw file; write the output's exact bytes to each destination; fsync each.
 
@@ -575,8 +567,8 @@ def floor_once(raw: Path, out_bytes: bytes, dests: list[Path], name: str, stream
                 while done < len(view):
                     start = done
                     done += os.write(fd, view[done : done + step])
-                    if streamed and _sync_file_range is not None:
-                        _sync_file_range(fd, start, done - start, 2)  # 2: SYNC_FILE_RANGE_WRITE
+                    if streamed:
+                        fsutil.start_writeback(fd, start, done - start)  # the agent's writers' call
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -14,27 +14,25 @@ service and a manual ``process``) from publishing the same name at once, and a
 lock per channel keeps ``.new`` naming the newest exposure when workers finish
 out of order.
 
-Importing this module loads neither astropy nor numpy (``read_primary`` and the
-writer threads import what they need when they first run): the service's main
-process imports it for ``clean_stale`` at start and is about 34 MB smaller for it.
+Temporary names, fsync, atomic replacement and locks are ``modsingest.fsutil``'s;
+this module decides names, order and the pointer.  Importing it loads neither
+astropy nor numpy (``read_primary`` and the writer threads import what they need
+when they first run).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
 import re
-import secrets
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modsingest import names
+from modsingest import fsutil, names
 from modsingest.fits.scan import BLOCK
 
 if TYPE_CHECKING:  # annotations only; see the module docstring
@@ -42,33 +40,8 @@ if TYPE_CHECKING:  # annotations only; see the module docstring
 
 log = logging.getLogger("modsingest.publish")
 
-TEMP_MARK = ".modsingest-tmp"
-FILE_MODE = 0o644
-DIR_MODE = 0o755
-_IOV_MAX = 512
 #: Start writing a destination's pages to disk once this much is waiting (see _Destination).
 WRITEBACK_EVERY = 4 << 20
-
-
-def _writeback_starter():
-    """``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` from libc, or None.
-
-    Python's ``os`` has no binding for it; ctypes releases the GIL during the call.
-    Where it is missing (not Linux) writing simply waits for the final fsync.
-    """
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_start_writeback = _writeback_starter()
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 @dataclass(frozen=True)
@@ -116,51 +89,6 @@ class Delivery:
 
 
 # --------------------------------------------------------------------------- primitives
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def ensure_dir(directory: Path) -> None:
-    """Create ``directory`` 0755 (never world-writable like the incumbent's 0777)."""
-    if directory.is_dir():
-        return
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(directory, DIR_MODE)
-    fsync_dir(directory.parent)
-
-
-def _open_temp(directory: Path, name: str) -> tuple[Path, int]:
-    """A new hidden temporary file in ``directory`` (0644 whatever the umask), open for writing."""
-    path = _temp_path(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)
-    return path, fd
-
-
-def _temp_path(directory: Path, name: str) -> Path:
-    return directory / f".{name}{TEMP_MARK}.{os.getpid()}.{secrets.token_hex(4)}"
-
-
-def _write_all(fd: int, chunks: list) -> None:
-    views = [memoryview(c).cast("B") for c in chunks if len(c)]
-    while views:
-        batch = views[:_IOV_MAX]
-        written = os.writev(fd, batch)
-        # drop what was fully written, trim a partly written view
-        while written and views:
-            head = views[0]
-            if written >= len(head):
-                written -= len(head)
-                views.pop(0)
-            else:
-                views[0] = head[written:]
-                written = 0
-
-
 class _Destination(threading.Thread):
     """Writes a stream of chunks (and patches) to one temporary file, then fsyncs.
 
@@ -179,7 +107,7 @@ class _Destination(threading.Thread):
 
     def __init__(self, directory: Path, name: str, drop_cache: bool = False):
         super().__init__(name=f"write-{directory}", daemon=True)
-        self.path, self.fd = _open_temp(directory, name)
+        self.path, self.fd = fsutil.open_temp(directory, name)
         #: after the fsync, tell the kernel these pages are not needed (see run)
         self.drop_cache = drop_cache
         self.queue: queue.Queue = queue.Queue(maxsize=4)
@@ -196,16 +124,15 @@ class _Destination(threading.Thread):
                 if item is _DONE:
                     os.fsync(self.fd)
                     if self.drop_cache:
-                        _drop_cached_pages(self.fd)
+                        fsutil.drop_cached_pages(self.fd)
                     return
                 if isinstance(item, Patch):
                     os.pwrite(self.fd, item.data, item.offset)
                 else:
-                    _write_all(self.fd, [item])
+                    fsutil.write_all(self.fd, [item])
                     end += len(memoryview(item).cast("B"))
-                    if _start_writeback is not None and end - flushed >= WRITEBACK_EVERY:
-                        # a hint only: errors surface in the final fsync
-                        _start_writeback(self.fd, flushed, end - flushed, _SYNC_FILE_RANGE_WRITE)
+                    if end - flushed >= WRITEBACK_EVERY:
+                        fsutil.start_writeback(self.fd, flushed, end - flushed)
                         flushed = end
                 item = None  # do not hold a chunk while waiting for the next
         except BaseException as exc:  # reported to the producer by finish()/put()
@@ -241,31 +168,21 @@ class _Destination(threading.Thread):
 _DONE = object()
 
 
-def _drop_cached_pages(fd: int) -> None:
-    """Let the kernel drop a durable file's pages from the page cache (a hint).
-
-    Why for the processed copy: it is the archive copy, which nobody reads
-    soon, and a night writes tens of GB of them; cached, they would push out
-    pages that are read right away (the raw files azcam is writing, the newdata
-    copies the observers' tools open).  The pages are clean after the fsync, so
-    dropping them costs nothing and loses nothing; freed at once, they are
-    also what the next file's writes reuse (measured: about 15 % more replay
-    throughput with two workers on the development VM).
-    """
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except (OSError, AttributeError):  # not supported here: only the cache is affected
-        pass
-
-
 def write_temps(
     directories: list[Path], name: str, items: Iterable, drop_cache: Iterable[Path] = ()
 ) -> list[Path]:
     """Stream ``items`` into one hidden temporary file per directory, all fsynced.
 
     The pages of the copies in ``drop_cache`` directories leave the page cache
-    once durable (``_drop_cached_pages``).  Returns the temporary paths; on any
-    error every temporary file is removed and the error raised.
+    once durable (``fsutil.drop_cached_pages``).  Why for the processed copy: it
+    is the archive copy, which nobody reads soon, and a night writes tens of GB
+    of them; cached, they would push out pages that are read right away (the raw
+    files azcam is writing, the newdata copies the observers' tools open).  Freed
+    at once, they are also what the next file's writes reuse (measured: about
+    15 % more replay throughput with two workers on the development VM).
+
+    Returns the temporary paths; on any error every temporary file is removed
+    and the error raised.
     """
     writers: list[_Destination] = []
     dropped = set(drop_cache)
@@ -284,63 +201,6 @@ def write_temps(
             w.abandon()
         raise
     return [w.path for w in writers]
-
-
-def write_temp(directory: Path, name: str, chunks: list) -> Path:
-    """Write ``chunks`` to a hidden temporary file in ``directory`` and fsync it."""
-    tmp, fd = _open_temp(directory, name)
-    try:
-        _write_all(fd, chunks)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    return tmp
-
-
-def commit(tmp: Path, final: Path) -> None:
-    """Rename the temporary file over the final name, then make the rename durable."""
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-
-
-def atomic_write(directory: Path, name: str, chunks: list) -> Path:
-    final = directory / name
-    commit(write_temp(directory, name, chunks), final)
-    return final
-
-
-def clean_stale(directory: Path) -> list[Path]:
-    """Remove this agent's leftover temporary files (a crash between write and rename)."""
-    removed = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.name.startswith(".") and TEMP_MARK in entry.name and entry.is_file():
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError as exc:
-                log.warning("cannot remove stale temporary file %s: %s", entry.path, exc)
-    return removed
-
-
-@contextmanager
-def locked(lock_dir: Path, key: str) -> Iterator[None]:
-    """An exclusive advisory lock named ``key`` under ``lock_dir``."""
-    lock_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)
-    fd = os.open(lock_dir / f"{safe}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -470,10 +330,10 @@ def deliver(
     if problem is not None:
         raise NameRefused(problem)
     night_dir = processed / night_of(raw_name, header)
-    ensure_dir(night_dir)
+    fsutil.ensure_dir(night_dir)
     destinations = [night_dir, newdata]
     lock_dir = state / "locks"
-    with locked(lock_dir, f"name-{raw_name}"):
+    with fsutil.locked(lock_dir, f"name-{raw_name}"):
         name, warnings = choose_name(raw_name, header, destinations)
         problem = names.unpublishable(name)  # an UNIQNAME from the header
         if problem is not None:
@@ -481,8 +341,8 @@ def deliver(
         # Both temporaries are complete and fsynced before either final name
         # appears, so a crash leaves either nothing new or the processed copy.
         tmp_processed, tmp_newdata = write_temps([night_dir, newdata], name, items, drop_cache=[night_dir])
-        commit(tmp_processed, night_dir / name)
-        commit(tmp_newdata, newdata / name)
+        fsutil.commit(tmp_processed, night_dir / name)
+        fsutil.commit(tmp_newdata, newdata / name)
     channel = channel_of(raw_name, header)
     delivery = Delivery(name=name, outputs=(night_dir / name, newdata / name), channel=channel)
     delivery.warnings += warnings
@@ -492,10 +352,10 @@ def deliver(
         )
         return delivery
     pointer = newdata / f"{channel}.new"
-    with locked(lock_dir, f"pointer-{channel}"):
+    with fsutil.locked(lock_dir, f"pointer-{channel}"):
         if _pointer_is_newer(newdata, pointer, header):
             log.info("%s: %s names a later exposure; left as it is", name, pointer.name)
         else:
-            atomic_write(newdata, pointer.name, [f"{name}\n".encode("ascii")])
+            fsutil.atomic_write(newdata, pointer.name, [f"{name}\n".encode("ascii")])
             delivery.pointer_updated = True
     return delivery

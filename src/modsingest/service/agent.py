@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modsingest import __version__
+from modsingest import __version__, fsutil
 from modsingest.config import Settings
 from modsingest.names import channel_of_name
 from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
@@ -51,21 +51,15 @@ STATUS_EVERY = 10.0
 
 
 def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
-    """Open then fstat: on NFS the open revalidates attributes a plain stat may cache."""
+    """The file's fingerprint as the NFS server has it now (``fsutil.fresh_stat``), None if gone."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return Fingerprint.of(fsutil.fresh_stat(path))
     except OSError:
         return None
-    try:
-        return Fingerprint.of(os.fstat(fd))
-    finally:
-        os.close(fd)
 
 
 def clean_destinations(settings: Settings) -> int:
     """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
-    from modsingest.processing import publish  # astropy comes with it: only the workers need it at start
-
     dirs = [settings.paths.newdata, settings.paths.processed]
     try:
         dirs += [Path(e.path) for e in os.scandir(settings.paths.processed) if e.is_dir()]
@@ -73,7 +67,7 @@ def clean_destinations(settings: Settings) -> int:
         pass
     removed = []
     for d in dirs:
-        removed += publish.clean_stale(d)
+        removed += fsutil.clean_stale(d)
     for path in removed:
         log.info("removed stale temporary file %s", path)
     return len(removed)

@@ -36,6 +36,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyConstants
 
+from modsingest.fsutil import fresh_stat
 from modsingest.names import is_candidate, name_night, observing_night
 from modsingest.service.ledger import Fingerprint
 
@@ -228,27 +229,13 @@ def _entry_stat(entry: os.DirEntry, full: bool) -> os.stat_result | None:
             return entry.stat(follow_symlinks=False)
         if not entry.is_file(follow_symlinks=False):
             return None
+        # full scans run rarely and open each file (``fsutil.fresh_stat``: an NFS
+        # client may answer a stat from a 30-minute cache, so a touch meant as a
+        # replay would go unseen); the frequent polls keep the cheap stat: listing
+        # a directory revalidates it, so new names appear promptly anyway
         return fresh_stat(entry.path) if full else entry.stat(follow_symlinks=False)
     except OSError:
         return None
-
-
-def fresh_stat(path: str) -> os.stat_result:
-    """The file's attributes as the server has them now, not as the NFS client cached them.
-
-    The raw mounts use ``actimeo=1800``: a plain ``stat`` may answer from a cache
-    up to 30 minutes old, so a ``touch`` meant as a replay would go unseen.  An
-    ``open`` forces the client to revalidate (close-to-open consistency), so the
-    full scans, which run rarely, open each file they look at; the frequent poll
-    scans keep the cheap ``stat`` (new names appear promptly anyway: listing a
-    directory opens it, which revalidates the directory).  Non-blocking, so a FIFO
-    cannot hang the scanner; not following a symbolic link swapped in meanwhile.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
 
 
 def _maybe_recent(name: str, cutoff_night: str) -> bool:

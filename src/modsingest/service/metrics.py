@@ -27,7 +27,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 
-from modsingest import names
+from modsingest import fsutil, names
 
 log = logging.getLogger("modsingest.metrics")
 
@@ -183,18 +183,16 @@ class Metrics:
     def write_textfile(self) -> bool:
         """Replace ``<state>/modsingest.prom`` atomically; False (logged) on failure.
 
-        Written to a hidden temporary name in the same directory, then renamed, so the
-        textfile collector never reads a half-written file (it reads ``*.prom`` only).
-        Mode 0644 so node_exporter, running as another user, can read it.
+        ``fsutil.atomic_write``, so the textfile collector never reads a half-written
+        file (its hidden temporary does not end in ``.prom``); mode 0644 so
+        node_exporter, running as another user, can read it.  Not fsynced: it is
+        rewritten after every file, and losing it in a power cut loses nothing.
         """
         data = self.exposition()
-        tmp = self.textfile.with_name(f".{self.textfile.name}.{os.getpid()}.{threading.get_ident()}")
         with self._write_lock:
             try:
-                _write_file(tmp, data)
-                os.replace(tmp, self.textfile)
+                fsutil.atomic_write(self.textfile.parent, self.textfile.name, [data], durable=False)
             except OSError as exc:
-                _remove_quietly(tmp)
                 self._report_write_failure(exc)
                 return False
         if self._write_failing:
@@ -235,21 +233,3 @@ class Metrics:
             server.server_close()
         if thread is not None:
             thread.join(5.0)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.fchmod(fd, 0o644)  # whatever the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
