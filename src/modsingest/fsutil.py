@@ -205,22 +205,27 @@ def atomic_write(directory: Path, name: str, chunks: Iterable, *, durable: bool 
     return final
 
 
-def clean_stale(directory: Path) -> list[Path]:
+def clean_stale(directory: Path, pid: int | None = None) -> list[Path]:
     """Remove this agent's leftover temporary files in ``directory`` (a crash between write and rename).
 
-    Only hidden files carrying ``TEMP_MARK`` are touched; an unreadable
-    directory removes nothing.  Returns what was removed.
+    Only hidden regular files (not symlinks) carrying ``TEMP_MARK`` are touched,
+    and with ``pid`` only those process ``pid`` made (``temp_path`` puts the pid
+    right after the mark): a dead worker's, while live ones go on writing.  An
+    unreadable directory removes nothing.  Returns what was removed.
     """
+    mark = TEMP_MARK if pid is None else f"{TEMP_MARK}.{pid}."
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
         return removed
     for entry in entries:
-        if entry.name.startswith(".") and TEMP_MARK in entry.name and entry.is_file():
+        if entry.name.startswith(".") and mark in entry.name and entry.is_file(follow_symlinks=False):
             try:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass
             except OSError as exc:
                 log.warning("cannot remove stale temporary file %s: %s", entry.path, exc)
     return removed

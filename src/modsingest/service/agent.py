@@ -37,7 +37,13 @@ from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
 from modsingest.service.dispatch import Dispatcher, adopt_published
 from modsingest.service.gate import Candidate, Gate, GateLoop, State
 from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, lock_service
-from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
+from modsingest.service.workers import (
+    WORKERS_LOCK,
+    WorkerPool,
+    WorkerStartError,
+    destination_dirs,
+    wait_for_orphans,
+)
 
 log = logging.getLogger("modsingest.service")
 
@@ -60,13 +66,8 @@ def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
 
 def clean_destinations(settings: Settings) -> int:
     """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
-    dirs = [settings.paths.newdata, settings.paths.processed]
-    try:
-        dirs += [Path(e.path) for e in os.scandir(settings.paths.processed) if e.is_dir()]
-    except OSError:
-        pass
     removed = []
-    for d in dirs:
+    for d in destination_dirs(settings):
         removed += fsutil.clean_stale(d)
     for path in removed:
         log.info("removed stale temporary file %s", path)

@@ -30,7 +30,8 @@ from typing import Any
 
 ENV = "MODSINGEST_FAULT"
 
-#: worker-side phases: (module, function) wrapped so the fault fires on entry, and
+#: worker-side phases: (module, function) wrapped so the fault fires on entry (publish
+#: calls ``fsutil.commit``/``fsutil.atomic_write`` through the module, so the wrapper is seen), and
 #: which calls count (``commit(tmp, final)``: ``commit1`` before the processed copy's
 #: rename, nothing visible yet; ``commit2`` before newdata's, the processed copy
 #: already in place)
@@ -38,9 +39,9 @@ PHASES: dict[str, tuple[str, str, str]] = {
     "read": ("modsingest.fits.frame", "read", "any"),
     "steps": ("modsingest.processing.pipeline", "run_steps", "any"),
     "write": ("modsingest.processing.publish", "write_temps", "any"),
-    "commit1": ("modsingest.processing.publish", "commit", "processed"),
-    "commit2": ("modsingest.processing.publish", "commit", "newdata"),
-    "pointer": ("modsingest.processing.publish", "atomic_write", "any"),
+    "commit1": ("modsingest.fsutil", "commit", "processed"),
+    "commit2": ("modsingest.fsutil", "commit", "newdata"),
+    "pointer": ("modsingest.fsutil", "atomic_write", "any"),
 }
 #: phases without a function to wrap: ``done`` (the worker's result is ready, not sent),
 #: ``submit`` (main process: a job is about to be sent to a worker)

@@ -53,6 +53,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from modsingest import fsutil
 from modsingest.config import Settings
 from modsingest.service import faultpoints
 
@@ -488,8 +489,8 @@ class WorkerPool:
                     self._restart_after[index] = now + RESTART_BACKOFF
 
 
-def remove_temporaries_of(pid: int, settings: Settings) -> list[Path]:
-    """Remove the hidden temporary files that worker ``pid`` left in the destinations."""
+def destination_dirs(settings: Settings) -> list[Path]:
+    """Where temporary files are made: newdata, processed and each processed/<night>."""
     dirs = [Path(settings.paths.newdata), Path(settings.paths.processed)]
     try:
         dirs += [
@@ -497,34 +498,14 @@ def remove_temporaries_of(pid: int, settings: Settings) -> list[Path]:
         ]
     except OSError:
         pass
+    return dirs
+
+
+def remove_temporaries_of(pid: int, settings: Settings) -> list[Path]:
+    """Remove the hidden temporary files that worker ``pid`` left in the destinations."""
     removed: list[Path] = []
-    for d in dirs:
-        removed += _remove_temporaries(d, pid)
-    return removed
-
-
-#: publish.TEMP_MARK; publish imports astropy, which the main process must not
-#: (moves to modsingest.fsutil with the temporary-name rule)
-_TEMP_MARK = ".modsingest-tmp"
-
-
-def _remove_temporaries(directory: Path, pid: int) -> list[Path]:
-    """``.<name>.modsingest-tmp.<pid>.<random>`` files of process ``pid`` in ``directory``."""
-    mine = f"{_TEMP_MARK}.{pid}."
-    removed = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.name.startswith(".") and mine in entry.name and entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("cannot remove temporary file %s: %s", entry.path, exc)
+    for d in destination_dirs(settings):
+        removed += fsutil.clean_stale(d, pid=pid)
     return removed
 
 
