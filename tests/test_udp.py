@@ -332,3 +332,56 @@ def test_a_flood_of_garbage_costs_a_few_log_lines(raw_dirs, caplog):
             listener.handle(b"proc ../../etc/shadow", ("203.0.113.6", 1000 + i))
             listener.handle(b"proc mods1b.20260102.0001.fits", ("203.0.113.7", 1000 + i))
     assert 3 <= len(caplog.records) <= 3 * 11  # 10 lines + 1 notice per kind
+
+
+def test_a_flood_of_proc_for_a_delivered_file_costs_a_few_log_lines(raw_dirs, caplog):
+    """Issue 9 item 9: 16,000 duplicates of a delivered file must not become 16,000 lines."""
+    _, blue = raw_dirs
+    (blue / NAME).write_bytes(b"x")
+    asked: list[Path] = []
+
+    def on_proc(path: Path) -> str | None:
+        asked.append(path)
+        return "already delivered and unchanged since"
+
+    listener = UdpListener(UdpSettings(enabled=True), raw_dirs, on_proc, lambda: None)
+    now = [1000.0]
+    listener._limited.clock = lambda: now[0]
+    with caplog.at_level(logging.INFO, logger="modsingest.udp"):
+        for i in range(16000):
+            listener.handle(f"proc /home/data/{NAME}".encode(), ("203.0.113.7", 1000 + i % 50000))
+        during = [r.getMessage() for r in caplog.records]
+        now[0] += 60.0
+        listener._limited.flush()  # the listener does this every half second
+        after = [r.getMessage() for r in caplog.records]
+    assert len(asked) == 16000  # every request is still looked at: only the lines are limited
+    assert len(during) == 11  # 10 lines, then one notice that further ones are suppressed
+    assert (
+        during[0] == f"udp: proc {NAME} from 203.0.113.7:1000 ignored: already delivered and unchanged since"
+    )
+    assert during[10] == "udp: further 'ignored' messages suppressed for up to 60 s"
+    assert after[11:] == ["udp: 15990 more 'ignored' message(s) were suppressed in the last 60 s"]
+    listener._limited.flush()
+    assert len(caplog.records) == 12  # said once
+
+
+def test_a_taken_proc_is_logged_under_its_own_limit(raw_dirs, caplog):
+    _, blue = raw_dirs
+    (blue / NAME).write_bytes(b"x")
+    listener = UdpListener(UdpSettings(enabled=True), raw_dirs, lambda p: None, lambda: None)
+    with caplog.at_level(logging.INFO, logger="modsingest.udp"):
+        listener.handle(f"proc {NAME}".encode(), SENDER)
+    assert [r.getMessage() for r in caplog.records] == [f"udp: proc {blue / NAME} from 192.168.1.20:40000"]
+
+
+def test_garbage_is_previewed_escaped(raw_dirs, caplog):
+    listener = UdpListener(UdpSettings(enabled=True), raw_dirs, lambda p: None, lambda: None)
+    with caplog.at_level(logging.INFO, logger="modsingest.udp"):
+        listener.handle(b"frob a\nINFO modsingest.dispatch: delivered x.fits\x1b[2J", SENDER)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == "udp: ignored datagram from 192.168.1.20:40000: unknown command 'frob'"
+    with caplog.at_level(logging.INFO, logger="modsingest.udp"):
+        listener.handle(b"proc a/b\x1b[2J\n.fits/", SENDER)
+    assert caplog.records[-1].getMessage() == (
+        "udp: ignored datagram from 192.168.1.20:40000: names a folder, not a file: 'a/b\\x1b[2J\\n.fits/'"
+    )

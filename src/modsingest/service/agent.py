@@ -113,16 +113,17 @@ class Service:
         assert self.gate_loop is not None
         self.gate_loop.put(path, source, force)
 
-    def on_udp_proc(self, path: Path) -> None:
+    def on_udp_proc(self, path: Path) -> str | None:
         """azcam-mods asked for ``path``: a hint, unless it is delivered and unchanged.
 
         azcam re-sends the previous file's name after an aborted exposure; such a
-        duplicate must not deliver the file again.
+        duplicate must not deliver the file again.  Returns why it was ignored (the
+        listener logs that, rate limited), None when taken.
         """
         if self.is_delivered_unchanged(path):
-            log.info("udp: proc %s ignored: already delivered and unchanged since", path.name)
-            return
+            return "already delivered and unchanged since"
         self._hint(path, UDP)
+        return None
 
     def is_delivered_unchanged(self, path: str | os.PathLike) -> bool:
         """True when this raw file, as it is on disk now, was delivered already."""

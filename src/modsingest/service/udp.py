@@ -16,7 +16,11 @@ configured raw directories.  The incumbent let any host on the network send ``qu
 here ``quit`` needs ``udp.allow_quit`` *and* a sender listed in ``udp.allow_hosts``.
 
 Duplicate requests (an aborted exposure re-sends the previous name) are passed on
-like any other: the ledger recognises an unchanged file by its fingerprint.
+like any other: the ledger recognises an unchanged file by its fingerprint, and the
+callback returns why it ignored the request.  That line goes through the same rate
+limiter as every other line here: a flood of ``proc <a delivered file>`` (16,000 a
+second on loopback) must not write 16,000 log lines a second, or journald's own rate
+limit would drop the delivered and FAILED lines that matter.
 
 The pure part (``parse_datagram``, ``resolve``) is separate from the socket thread
 (``UdpListener``) so every rule can be tested without a network.
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modsingest.config import UdpSettings
+from modsingest.logsetup import safe
 from modsingest.names import is_candidate
 
 log = logging.getLogger("modsingest.udp")
@@ -272,8 +277,7 @@ def _search_order(name: str, raw_dirs: Sequence[Path]) -> list[Path]:
 
 def _preview(text: str | bytes, limit: int = 80) -> str:
     """A short, escaped rendering for log lines (no raw control characters reach the journal)."""
-    shown = repr(text[:limit])
-    return shown + ("..." if len(text) > limit else "")
+    return f"'{safe(text, limit)}'"
 
 
 # ---------------------------------------------------------------------------
@@ -286,6 +290,7 @@ class _Window:
     start: float
     count: int = 0
     suppressed: int = 0
+    level: int = logging.INFO
 
 
 @dataclass
@@ -309,15 +314,9 @@ class RateLimitedLog:
         now = self.clock()
         current = self._windows.get(key)
         if current is None or now - current.start >= self.window:
-            if current is not None and current.suppressed:
-                self.logger.log(
-                    level,
-                    "udp: %d more '%s' message(s) were suppressed in the last %.0f s",
-                    current.suppressed,
-                    key,
-                    self.window,
-                )
-            current = self._windows[key] = _Window(start=now)
+            if current is not None:
+                self._summary(key, current)
+            current = self._windows[key] = _Window(start=now, level=level)
         if current.count < self.limit:
             current.count += 1
             self.logger.log(level, msg, *args, exc_info=exc_info)
@@ -328,6 +327,28 @@ class RateLimitedLog:
             return True
         current.suppressed += 1
         return False
+
+    def flush(self) -> None:
+        """Write the count of what was suppressed in every window that has ended.
+
+        Called by the listener every half second, so a flood that stops is still
+        summed up in the log, not only when the next datagram of its kind comes.
+        """
+        now = self.clock()
+        for key, current in list(self._windows.items()):
+            if now - current.start >= self.window:
+                self._summary(key, current)
+                del self._windows[key]
+
+    def _summary(self, key: str, current: _Window) -> None:
+        if current.suppressed:
+            self.logger.log(
+                current.level,
+                "udp: %d more '%s' message(s) were suppressed in the last %.0f s",
+                current.suppressed,
+                key,
+                self.window,
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -340,7 +361,9 @@ class UdpListener:
 
     The callbacks run in the listener's thread, so they should only hand work over
     (e.g. put the path on the detection queue); any exception they raise is logged and
-    the listener carries on.  ``start()`` raises ``OSError`` when the port cannot be
+    the listener carries on.  ``on_proc`` returns None when it took the request, or why
+    it ignored it (already delivered and unchanged); that reason is logged here, rate
+    limited.  ``start()`` raises ``OSError`` when the port cannot be
     bound, so the caller decides whether to run without the listener (the rescan still
     finds every file).
     """
@@ -349,7 +372,7 @@ class UdpListener:
         self,
         udp_settings: UdpSettings,
         raw_dirs: Sequence[Path],
-        on_proc: Callable[[Path], None],
+        on_proc: Callable[[Path], str | None],
         on_quit: Callable[[], None],
         *,
         rate_limit: int = 10,
@@ -449,6 +472,7 @@ class UdpListener:
                     break
                 if sock in ready:
                     self._receive_one(sock)
+                self._limited.flush()
         finally:
             selector.close()
             self._close_sockets()
@@ -504,14 +528,20 @@ class UdpListener:
                 who,
             )
             return
-        self._limited.log(logging.INFO, "proc", "udp: proc %s from %s", path, who)
-        self._call("on_proc", self._on_proc, path)
+        ignored = self._call("on_proc", self._on_proc, path)
+        if ignored:
+            self._limited.log(
+                logging.INFO, "ignored", "udp: proc %s from %s ignored: %s", path.name, who, ignored
+            )
+        else:
+            self._limited.log(logging.INFO, "proc", "udp: proc %s from %s", path, who)
 
-    def _call(self, what: str, callback: Callable[..., None], *args: object) -> None:
+    def _call(self, what: str, callback: Callable[..., object], *args: object) -> object:
         try:
-            callback(*args)
+            return callback(*args)
         except BaseException:  # a failing callback must not end the listener
             self._limited.log(logging.ERROR, f"{what}-error", "udp: %s callback failed", what, exc_info=True)
+            return None
 
 
 def _who(sender: Sender | None) -> str:

@@ -46,7 +46,6 @@ import select
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -196,7 +195,7 @@ def worker_main(
         try:
             payload = result_dict(pipeline.process(path))
         except BaseException as exc:  # the core promises not to raise; record it if it does
-            wlog.error("%s: the pipeline raised:\n%s", path, traceback.format_exc())
+            wlog.error("%s: the pipeline raised", path, exc_info=True)
             payload = {
                 "ok": False,
                 "error": f"{path}: worker exception {type(exc).__name__}: {exc}",
