@@ -278,3 +278,11 @@ def test_one_service_per_state_directory(tmp_path):
 def test_open_existing_does_not_create(tmp_path):
     assert open_existing(tmp_path) is None
     assert not path_of(tmp_path).exists()
+
+
+def test_an_older_ledger_made_under_a_tight_umask_becomes_group_readable(tmp_path):
+    db = tmp_path / "ledger.sqlite3"
+    db.touch(mode=0o600)
+    db.chmod(0o600)
+    Ledger(tmp_path).close()
+    assert oct(db.stat().st_mode & 0o777) == "0o640"

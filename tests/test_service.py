@@ -9,6 +9,7 @@ import pytest
 
 from modsingest import config
 from modsingest import sim as simulate
+from modsingest.service import status
 from modsingest.service.agent import Service
 from modsingest.service.ledger import DELIVERED, Ledger
 from servicekit import wait_for, write_config
@@ -139,3 +140,37 @@ def test_files_found_only_by_rescans_are_counted_and_blindness_said(running, tmp
     led.close()
     assert info["found_by_rescan"] == 1
     assert info["inotify_blind"]["example"].endswith(".0004.fits")
+
+
+def test_running_as_root_is_said_once_in_the_log_and_in_status(running, caplog, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # tests may run as root or not
+    svc, t, result = running()
+    said = [r for r in caplog.records if "RUNNING AS ROOT" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING"]
+    lines = [r.getMessage() for r in said]
+    assert f"files it creates in {svc.settings.paths.state} belong to root" in lines[0]
+    report = status.gather(svc.settings)
+    assert report["running_as_root"] == lines[0]
+    assert f"WARNING:  {lines[0]}" in status.render(report).splitlines()
+
+
+def test_not_root_no_root_warning(running, caplog, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    svc, t, result = running()
+    assert "RUNNING AS ROOT" not in caplog.text
+    report = status.gather(svc.settings)
+    assert report["running_as_root"] is None
+    assert "ROOT" not in status.render(report)
+
+
+def test_the_ledger_is_readable_by_the_group_under_a_tight_umask(running):
+    old = os.umask(0o077)
+    try:
+        svc, t, result = running()
+        write(svc, 1)
+        delivered(svc, 1)
+    finally:
+        os.umask(old)
+    state = svc.settings.paths.state
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in state.iterdir() if p.name.startswith("ledger")}
+    assert modes == {n: "0o640" for n in ("ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm")}

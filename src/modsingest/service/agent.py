@@ -64,6 +64,23 @@ def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
         return None
 
 
+def root_warning(state: Path) -> str | None:
+    """Why running as root is wrong, or None when this process is not root.
+
+    The unit runs the service as its own user.  Started by hand as root, it
+    would create state files (ledger, locks, metrics, notes) owned by root, and
+    the service, started again by systemd, could not write them.  Tests and CI
+    run as root, so this is a warning, never a refusal.
+    """
+    if os.geteuid() != 0:
+        return None
+    return (
+        f"RUNNING AS ROOT: files it creates in {state} belong to root, and the service "
+        "started by systemd (User= in the unit) cannot write them afterwards; run it as "
+        "the service's user (systemctl start modsingest, or sudo -u modsingest ...)"
+    )
+
+
 def clean_destinations(settings: Settings) -> int:
     """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
     removed = []
@@ -213,6 +230,9 @@ class Service:
         if not wait_for_orphans(s.paths.state / WORKERS_LOCK, ORPHAN_WAIT):
             log.error("workers of an earlier run are still alive after %g s; not starting", ORPHAN_WAIT)
             return 1
+        as_root = root_warning(s.paths.state)
+        if as_root:
+            log.warning("%s", as_root)
         self.ledger = ledger = Ledger(s.paths.state)
         adopt_published(ledger)
         for row in ledger.recover():
@@ -261,6 +281,7 @@ class Service:
             found_by_rescan=0,
             heartbeat=time.time(),
             rescan_interval=s.watch.rescan_interval,
+            running_as_root=as_root,
         )
         self.gate_loop.start()
         self.detector.start()

@@ -175,6 +175,33 @@ def path_of(directory: os.PathLike | str) -> Path:
     return Path(directory) / FILENAME
 
 
+#: the ledger's files: owner read-write, the service's group read (operators run ``status``)
+FILE_MODE = 0o640
+
+
+def _share_with_group(db: Path) -> None:
+    """Create the ledger 0640 whatever the umask, and give group read to its files.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's mode, so setting
+    it on the database before SQLite first opens it is enough for new files; older
+    ones made under a tight umask get group read added.  Only our own files are
+    touched (``status`` run by an operator changes nothing).
+    """
+    try:
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
+    except OSError:  # there already, or not ours to create (SQLite says why, if it matters)
+        pass
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            st = os.stat(path)
+            if st.st_uid == os.geteuid() and st.st_mode & FILE_MODE != FILE_MODE:
+                os.chmod(path, (st.st_mode & 0o777) | FILE_MODE)
+        except OSError:
+            pass
+
+
 class Ledger:
     """Thread-safe access to the ledger database (one connection, one lock).
 
@@ -186,6 +213,7 @@ class Ledger:
         self.path = path_of(state_dir)
         self._clock = clock
         self._lock = threading.RLock()
+        _share_with_group(self.path)
         self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -102,6 +102,7 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     queued = [r.queued_at for r in rows if r.state == QUEUED and r.queued_at]
     report["oldest_queued_age"] = now - min(queued) if queued else None
     report["inotify_blind"] = info.get("inotify_blind")
+    report["running_as_root"] = info.get("running_as_root") if running else None
     report["found_by_rescan"] = info.get("found_by_rescan", 0)
     return report
 
@@ -194,6 +195,8 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
             f"{every} s and UDP requests; watch.method: poll "
             f"finds them sooner."
         )
+    if report.get("running_as_root"):
+        lines.append(f"WARNING:  {report['running_as_root']}")
     if report.get("found_by_rescan"):
         lines.append(f"          {report['found_by_rescan']} file(s) found only by a rescan since start")
     scope = f"Night {report['night']}" if report["night"] else "Last 24 h"
