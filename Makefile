@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench fixtures clients clean
+.PHONY: install test lint demo bench fixtures clients faults clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: install
 
 bench: install
 	$(BIN)/python tools/bench.py
+
+# Fault runs, longer than make test: the hostile-input property test with many more mutants.
+faults: install
+	MODSINGEST_FAULT_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/test_hostile.py --hypothesis-show-statistics
 
 # Regenerate the recorded fixtures on purpose (never done by the tests).
 fixtures: install
