@@ -287,3 +287,52 @@ def test_modsingest_process_refuses_each_mutant_in_one_line(pipe_layout):
     assert err[-1] == f"modsingest: {len(raws)} of {len(raws) + 1} file(s) not delivered"
     assert (pipe_layout["newdata"] / good.name).exists()
     assert not any((pipe_layout["newdata"] / p.name).exists() for p in raws)
+
+
+# --------------------------------------------------------------------------- the service
+def test_service_fed_a_hostile_mix_delivers_every_good_file(tmp_path):
+    """Mutants among good files: every good file is delivered, in bounded time, whatever
+    the mutants do to the gate and the workers, and each mutant ends reported with its
+    reason (``incomplete`` or ``failed`` in the ledger, the scan's problem in the reason).
+
+    The gate reports an impossible file at once or after ``incomplete_timeout`` (2 s
+    here); either way within the bound asserted, so this holds for both."""
+    from modsingest.service.ledger import FAILED, INCOMPLETE
+    from servicekit import Agent, wait_for
+
+    agent = Agent(tmp_path / "svc", "inotify", incomplete=2.0, workers=2)
+    agent.start()
+    try:
+        raw = agent.raw["mods1b"]
+        mutants = {}
+        goods = []
+        labels = list(NAMED_MUTANTS)
+        for i in range(6):
+            if i < 4:
+                goods.append(
+                    sim.write(sim.ExposureSpec(channel="mods1b", seq=i + 1, roi="1k", binning=(2, 2)), raw)
+                )
+            for label in labels[i * 2 : i * 2 + 2]:
+                path = raw / f"mods1b.20260102.{9001 + labels.index(label)}.fits"
+                data = mutant(True, NAMED_MUTANTS[label])
+                path.write_bytes(data)
+                mutants[path] = fitscheck.scan_bytes(data, path).problems[0]
+        assert len(mutants) == len(NAMED_MUTANTS)
+        odd_name = raw / "mods1b.20260102.9050é.fits"  # good content, a name .new cannot hold
+        odd_name.write_bytes(base_file(True))
+        mutants[odd_name] = "name is not printable ASCII ('é')"
+        agent.wait_delivered(len(goods), timeout=90)
+        delivered = {r.path for r in agent.delivered_rows()}
+        assert delivered == {str(p) for p in goods}
+
+        def reported():
+            rows = {str(p): agent.current(p) for p in mutants}
+            return all(r is not None and r.state in (INCOMPLETE, FAILED) for r in rows.values()) and rows
+
+        rows = wait_for(reported, 60, f"every mutant reported (log:\n{agent.log_text()[-3000:]})", every=0.2)
+        for path, problem in mutants.items():
+            assert problem in rows[str(path)].reason, (path, rows[str(path)].reason)
+        assert not agent.hidden_files()
+        assert sorted(p.name for p in agent.newdata_files()) == sorted(p.name for p in goods)
+    finally:
+        agent.stop()
