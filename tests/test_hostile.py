@@ -295,8 +295,8 @@ def test_service_fed_a_hostile_mix_delivers_every_good_file(tmp_path):
     the mutants do to the gate and the workers, and each mutant ends reported with its
     reason (``incomplete`` or ``failed`` in the ledger, the scan's problem in the reason).
 
-    The gate reports an impossible file at once or after ``incomplete_timeout`` (2 s
-    here); either way within the bound asserted, so this holds for both."""
+    The gate reports an impossible file at once (logged IMPOSSIBLE) and one that may
+    still grow after ``incomplete_timeout`` (2 s here, logged INCOMPLETE)."""
     from modsingest.service.ledger import FAILED, INCOMPLETE
     from servicekit import Agent, wait_for
 
@@ -305,6 +305,7 @@ def test_service_fed_a_hostile_mix_delivers_every_good_file(tmp_path):
     try:
         raw = agent.raw["mods1b"]
         mutants = {}
+        verdicts = {}
         goods = []
         labels = list(NAMED_MUTANTS)
         for i in range(6):
@@ -316,7 +317,9 @@ def test_service_fed_a_hostile_mix_delivers_every_good_file(tmp_path):
                 path = raw / f"mods1b.20260102.{9001 + labels.index(label)}.fits"
                 data = mutant(True, NAMED_MUTANTS[label])
                 path.write_bytes(data)
-                mutants[path] = fitscheck.scan_bytes(data, path).problems[0]
+                layout = fitscheck.scan_bytes(data, path)
+                mutants[path] = layout.problems[0]
+                verdicts[path] = layout.verdict
         assert len(mutants) == len(NAMED_MUTANTS)
         odd_name = raw / "mods1b.20260102.9050é.fits"  # good content, a name .new cannot hold
         odd_name.write_bytes(base_file(True))
@@ -332,6 +335,13 @@ def test_service_fed_a_hostile_mix_delivers_every_good_file(tmp_path):
         rows = wait_for(reported, 60, f"every mutant reported (log:\n{agent.log_text()[-3000:]})", every=0.2)
         for path, problem in mutants.items():
             assert problem in rows[str(path)].reason, (path, rows[str(path)].reason)
+        # the gate tells the two kinds apart (an impossible file is reported without
+        # waiting for incomplete_timeout: test_gate holds the timing)
+        log = agent.log_text()
+        for path, verdict in verdicts.items():
+            word = "IMPOSSIBLE" if verdict is fitscheck.Verdict.IMPOSSIBLE else "INCOMPLETE"
+            assert f"{word} {path}: {mutants[path]}" in log, (path, verdict)
+        assert rows[str(odd_name)].state == FAILED
         assert not agent.hidden_files()
         assert sorted(p.name for p in agent.newdata_files()) == sorted(p.name for p in goods)
     finally:
