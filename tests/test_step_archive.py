@@ -8,6 +8,7 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modsingest import keywords
 from modsingest.fits.frame import Conpars, Frame
 from modsingest.processing.steps import StepContext
 from modsingest.processing.steps.archive import run
@@ -577,9 +578,9 @@ def test_rule_11_missing_instrume_is_taken_from_the_file_name():
     from modsingest.processing.steps import archive as _archive
 
     f = _Frame(path=Path("mods2r.20260102.0007.fits"), primary=_fits.Header({"OBJECT": "x"}), amps=[])
-    warnings = _archive.rule_11_required_keywords(f.primary, f)
+    warnings = _archive.rule_11_required_keywords(f.primary, f, keywords.shipped())
     assert f.primary["INSTRUME"] == "MODS2R"
     assert "INSTRUME missing: added as 'MODS2R'" in warnings
     g = _Frame(path=Path("m1bTest.0001.fits"), primary=_fits.Header(), amps=[])
-    _archive.rule_11_required_keywords(g.primary, g)
+    _archive.rule_11_required_keywords(g.primary, g, keywords.shipped())
     assert g.primary["INSTRUME"] == "None"

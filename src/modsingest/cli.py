@@ -38,6 +38,10 @@ SUBCOMMANDS = {
         "write files in the pre-Archon single-image format (PypeIt, modsCCDRed)",
     ),
     "simulate": ("modsingest.commands.simulate", "write azcam-like raw files (for tests and the demo)"),
+    "check": (
+        "modsingest.commands.check",
+        "report what in FITS files does not conform to the keyword dictionary",
+    ),
 }
 
 

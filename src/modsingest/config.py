@@ -36,6 +36,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from modsingest.keywords import DictionaryError, KeywordDictionary
+
 DEFAULT_STEPS = ("geometry", "timestamps", "temperatures", "archive", "merged")
 STEPS_ENTRY_POINTS = "modsingest.steps"
 #: More worker processes than this is a typo, not a plan: each holds about 200 MB
@@ -111,6 +113,8 @@ class Settings:
     source: Path | None = None
     #: dotted key -> line in ``source`` (for problems found after loading)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: archive.dictionary loaded and validated at start; None: the shipped dictionary
+    keywords: KeywordDictionary | None = None
 
     @property
     def enabled_steps(self) -> tuple[str, ...]:
@@ -275,8 +279,9 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
     "metrics": {"port": _port, "host": _string},
     "log": {"level": _choice(*_LOG_LEVELS)},
+    "archive": {"dictionary": None},  # a keyword dictionary file, handled below
 }
-_TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log"}
+_TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log", "archive"}
 _OPTIONAL_PATH_KEYS = ("legacy", "nightlog", "compressed")
 _PATH_KEYS = ("raw", "newdata", "processed", "state", *_OPTIONAL_PATH_KEYS)
 
@@ -344,6 +349,7 @@ def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = Tr
         log_level=log_level,
         source=source,
         lines=where.lines,
+        keywords=sections["archive"].get("dictionary"),
     )
 
 
@@ -371,6 +377,9 @@ def _section(doc: CommentedMap, name: str, schema: dict, where: _Where) -> dict[
         if name == "udp" and key == "allow_hosts":
             out["allow_hosts"] = _string_list(node, key, dotted, where)
             continue
+        if name == "archive" and key == "dictionary":
+            out["dictionary"] = _keyword_dictionary(node, key, dotted, where)
+            continue
         attr = "level" if name == "log" else key
         out[attr] = _convert(node, key, dotted, schema[key], where)
     return out
@@ -390,6 +399,28 @@ def _string_list(node: Any, key: Any, dotted: str, where: _Where) -> tuple[str, 
             raise ConfigError(f"{where.at(value, i, f'{dotted}[{i}]')}: {_shown(item)} is not a string")
         out.append(item.strip())
     return tuple(out)
+
+
+def _keyword_dictionary(node: Any, key: Any, dotted: str, where: _Where) -> KeywordDictionary:
+    """The keyword dictionary file named by ``archive.dictionary``, loaded and validated now.
+
+    Relative to the configuration's directory.  A problem inside the dictionary
+    is reported at the dictionary's own file and line (``keywords.py``).
+    """
+    value = node[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where.at(node, key, dotted)}: {value!r} is not a file path")
+    path = Path(os.path.expanduser(value.strip()))
+    if not path.is_absolute():
+        path = (where.source.parent / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where.at(node, key, dotted)}: file {path} does not exist")
+    from modsingest import keywords
+
+    try:
+        return keywords.load(path)
+    except DictionaryError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:

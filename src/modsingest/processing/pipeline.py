@@ -118,7 +118,9 @@ class Pipeline:
             raise publish.NameRefused(problem)
         frame = frame_mod.read(path)
         t1 = t()
-        ctx = StepContext(source_name=path.name, steps_off=self.settings.default_steps_off)
+        ctx = StepContext(
+            source_name=path.name, steps_off=self.settings.default_steps_off, keywords=self.settings.keywords
+        )
         outcomes = run_steps(frame, self.step_names, ctx, self.registry)
         for o in outcomes:
             result.warnings += [f"{o.name}: {w}" for w in o.warnings]

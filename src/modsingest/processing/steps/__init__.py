@@ -24,6 +24,7 @@ from typing import Protocol
 
 from modsingest import __version__
 from modsingest.fits.frame import Frame
+from modsingest.keywords import KeywordDictionary
 
 log = logging.getLogger("modsingest.steps")
 
@@ -42,13 +43,20 @@ HISTORY_PREFIX = "modsingest"
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a step may know besides the frame: nothing that needs I/O."""
+    """What a step may know besides the frame: nothing that needs I/O.
+
+    Data a step needs from outside the file (the keyword dictionary, telemetry)
+    is read by the pipeline before the steps run and handed over here as plain
+    data, so every step stays a pure function of (frame, ctx).
+    """
 
     source_name: str  # the raw file's base name
     version: str = __version__
     options: Mapping[str, object] = field(default_factory=dict)
     #: default steps the configuration switched off (recorded as ``MSIOFF``)
     steps_off: tuple[str, ...] = ()
+    #: the archive step's keyword dictionary; None: the shipped one
+    keywords: KeywordDictionary | None = None
 
 
 class Step(Protocol):
