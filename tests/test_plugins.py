@@ -60,7 +60,7 @@ def step_warnings(primary):
 
 
 def test_a_step_from_another_package_runs_in_the_configured_order(layout, plugin_site):
-    steps = ["geometry", "timestamps", "archive", "observer_note", "merged"]
+    steps = ["geometry", "timestamps", "{temperatures: no}", "archive", "observer_note", "merged"]
     run, out = process(layout, plugin_site, steps)
     assert run.returncode == 0, run.stderr
     with fits.open(out) as hdul:
@@ -77,7 +77,8 @@ def test_a_step_from_another_package_runs_in_the_configured_order(layout, plugin
 def test_a_plugin_that_raises_or_cannot_be_imported_is_a_warning_and_the_file_is_delivered(
     layout, plugin_site
 ):
-    steps = ["geometry", "archive", "explodes", "broken_import", "observer_note", "merged"]
+    steps = ["geometry", "{timestamps: no}", "{temperatures: no}", "archive", "explodes", "broken_import"]
+    steps += ["observer_note", "merged"]
     run, out = process(layout, plugin_site, steps)
     assert run.returncode == 0, run.stderr
     with fits.open(out) as hdul:
@@ -95,6 +96,8 @@ def test_a_plugin_that_raises_or_cannot_be_imported_is_a_warning_and_the_file_is
 
 
 def test_a_step_name_nothing_provides_is_still_refused(layout, plugin_site):
-    run, out = process(layout, plugin_site, ["geometry", "observer_nite"])
+    run, out = process(
+        layout, plugin_site, ["geometry", "timestamps", "temperatures", "archive", "observer_nite", "merged"]
+    )
     assert run.returncode == 2 and not out.exists()
     assert "steps.observer_nite: no such step" in run.stderr and "observer_note" in run.stderr
