@@ -182,7 +182,7 @@ def test_the_archive_step_applies_an_overriding_dictionary(layout, tmp_path):
     config.write_text(config.read_text() + f"archive: {{dictionary: {tmp_path / 'kw.yaml'}}}\n")
     raw = layout["raw"] / "mods1b.20260102.0001.fits"
     raw.write_bytes(tiny_raw(primary_cards={"OBJECT": "M31"}))
-    assert main(["process", "-q", "--config", str(config), str(raw)]) == 0
+    assert main(["process", "--config", str(config), str(raw)]) == 0
     header = fits.getheader(layout["newdata"] / raw.name)
     assert header.comments["OBJNAME"] == "Target name (site)" and header["OBJNAME"] == "M31"
     keys = list(header.keys())
@@ -197,7 +197,7 @@ def processed(layout):
         raw = layout["raw"] / name
         raw.write_bytes(tiny_raw(seed=i, primary_cards={"INSTRUME": name[:6].upper()}))
         names.append(raw)
-    assert main(["process", "-q", "--config", str(layout["config"]), *map(str, names)]) == 0
+    assert main(["process", "--config", str(layout["config"]), *map(str, names)]) == 0
     return [layout["newdata"] / n.name for n in names], names
 
 
