@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modsingest import fsutil
 from modsingest.config import DEFAULT_STEPS
 from modsingest.fits import frame as frame_mod
 from modsingest.fits import writer
 from modsingest.fits.frame import Frame
 from modsingest.processing import legacy
-from modsingest.processing.publish import commit, ensure_dir, write_temps
+from modsingest.processing.publish import write_temps
 from modsingest.processing.steps import StepContext, run_steps
 
 #: The header steps applied before converting a file: every default step but
@@ -39,11 +40,11 @@ class Exported:
 def write_frame(frame: Frame, fmt: str, directory: Path, name: str) -> tuple[Path, list[str]]:
     """Convert ``frame`` to ``fmt`` and publish it atomically as ``directory/name``."""
     image = legacy.convert(frame, fmt)
-    ensure_dir(directory)
+    fsutil.ensure_dir(directory)
     items = writer.image_file_items(image.header, image.bands())
     (tmp,) = write_temps([directory], name, items, drop_cache=[directory])
     final = directory / name
-    commit(tmp, final)
+    fsutil.commit(tmp, final)
     return final, image.warnings
 
 
