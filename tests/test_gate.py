@@ -529,3 +529,29 @@ def test_an_impossible_view_replaced_by_a_good_file_passes():
     h.file = complete(FP_B)  # renamed over before the second look
     h.run_for(2 * POLL + 0.2)
     assert h.incomplete == [] and h.ready == [(FP_B, True)]
+
+
+def test_held_names_the_files_waiting_with_their_state_since_and_reason():
+    """What status shows from the ledger: the gate's holdings, copied every heartbeat."""
+    h = Harness()
+    # the harness's wall clock says 5.0 at every call: since = 5.0 - how long ago
+    h.file = gate.Look(FP, False, False, "IM3 data cut short: needs 100 bytes, file has 50")
+    h.gate.hint("/raw/a.fits", "poll")
+    h.run_for(2.0)
+    assert h.gate.held() == [
+        ("/raw/a.fits", "incomplete", 5.0 - 2.0, "IM3 data cut short: needs 100 bytes, file has 50")
+    ]
+    h.file = complete(FP_B, conpars=False)
+    h.run_for(1.0)
+    # the change is first seen at the next look, POLL after the last one
+    assert h.gate.held() == [("/raw/a.fits", "waiting for CONPARS", 5.0 - (1.0 - POLL), None)]
+    h.run_for(GRACE)
+    assert h.ready == [(FP_B, False)] and h.gate.held() == []
+
+
+def test_a_file_passing_through_is_not_held():
+    h = Harness()
+    h.file = complete()
+    h.gate.hint("/raw/a.fits", "poll")
+    h.gate.run_due()
+    assert h.gate.counts()["considering"] == 1 and h.gate.held() == []

@@ -286,3 +286,160 @@ def test_an_older_ledger_made_under_a_tight_umask_becomes_group_readable(tmp_pat
     db.chmod(0o600)
     Ledger(tmp_path).close()
     assert oct(db.stat().st_mode & 0o777) == "0o640"
+
+
+# --------------------------------------------------------------------------- schema 2 (issue 10)
+#: the schema of version 1, as modsingest 0.1.0 created it (kept here verbatim: the
+#: migration must turn exactly this into the current schema without losing a row)
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id           INTEGER PRIMARY KEY,
+    path         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    night        TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    mtime_ns     INTEGER NOT NULL,
+    ctime_ns     INTEGER NOT NULL,
+    inode        INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    current      INTEGER NOT NULL DEFAULT 1,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    reason       TEXT,
+    warnings     TEXT,
+    outputs      TEXT,
+    delivered_as TEXT,
+    channel      TEXT,
+    conpars      INTEGER,
+    sources      TEXT,
+    seen_at      REAL,
+    queued_at    REAL,
+    started_at   REAL,
+    finished_at  REAL,
+    seconds      REAL,
+    UNIQUE (path, size, mtime_ns, ctime_ns, inode)
+);
+CREATE INDEX IF NOT EXISTS files_path ON files (path, current);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, current);
+CREATE INDEX IF NOT EXISTS files_night ON files (night, current);
+CREATE TABLE IF NOT EXISTS service (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id       INTEGER PRIMARY KEY,
+    path     TEXT NOT NULL,
+    created  REAL NOT NULL
+);
+"""
+
+
+def test_a_version_1_ledger_is_migrated_without_losing_a_row(tmp_path):
+    db = sqlite3.connect(path_of(tmp_path))
+    db.executescript(V1_SCHEMA + "PRAGMA user_version=1;")
+    rows = [
+        ("/r/a.fits", "delivered", None, 1),
+        ("/r/b.fits", "failed", "/r/b.fits: cannot publish: No space left on device", 1),
+        ("/r/c.fits", "failed", "/r/c.fits: not a FITS file", 1),
+        ("/r/d.fits", "queued", None, 1),
+        ("/r/e.fits", "failed", "/r/e.fits: cannot publish: Read-only file system", 0),
+    ]
+    for i, (path, state, reason, current) in enumerate(rows):
+        db.execute(
+            "INSERT INTO files (path, name, night, size, mtime_ns, ctime_ns, inode, state, current, reason, "
+            "attempts, finished_at) VALUES (?, ?, '20260102', ?, 1, 1, 1, ?, ?, ?, 8, 500.0)",
+            (path, path.rsplit("/", 1)[1], i, state, current, reason),
+        )
+    db.execute("INSERT INTO service (key, value) VALUES ('pid', '42')")
+    db.commit()
+    db.close()
+    led = Ledger(tmp_path)
+    try:
+        got = {
+            r.path: (r.state, r.reason, r.attempts, r.deaths, r.retry_at, r.waiting_since)
+            for r in led.rows(current_only=False)
+        }
+        assert got == {
+            "/r/a.fits": ("delivered", None, 8, 0, None, None),
+            # given up by the old policy: waiting again, tried at once
+            "/r/b.fits": ("waiting", "/r/b.fits: cannot publish: No space left on device", 8, 0, 0.0, 500.0),
+            "/r/c.fits": ("failed", "/r/c.fits: not a FITS file", 8, 0, None, None),
+            "/r/d.fits": ("queued", None, 8, 0, None, None),
+            # history (not current) stays as it was
+            "/r/e.fits": ("failed", "/r/e.fits: cannot publish: Read-only file system", 8, 0, None, None),
+        }
+        assert [r.path for r in led.waiting()] == ["/r/b.fits"]
+        assert led.info() == {"pid": 42}
+        assert led.held() == []
+    finally:
+        led.close()
+    db = sqlite3.connect(path_of(tmp_path))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+
+
+def test_a_new_fingerprint_supersedes_a_waiting_row(ledger):
+    """Never give up while the raw file is unchanged; a changed file is a new row."""
+    rid = queue(ledger)
+    ledger.claim(set(), 1)
+    ledger.wait_for_destination(rid, "cannot publish: No space left on device", 1e12)
+    assert ledger.is_settled(RAW, FP1)  # under way: the gate has nothing to do
+    assert queue(ledger) is None  # the same content is not queued twice
+    new = queue(ledger, fp=FP2)
+    assert ledger.row(rid).state == SUPERSEDED and ledger.row(rid).retry_at is None
+    assert ledger.row(new).state == QUEUED and ledger.waiting() == []
+
+
+def test_a_replay_of_a_waiting_file_queues_it_at_once(ledger):
+    rid = queue(ledger)
+    ledger.claim(set(), 1)
+    ledger.wait_for_destination(rid, "cannot publish: No space left on device", 1e12)
+    assert queue(ledger, force=True) == rid
+    assert ledger.row(rid).state == QUEUED
+
+
+def test_what_the_gate_holds_is_kept_until_the_file_is_queued(ledger):
+    ledger.record_held(RAW, "incomplete", 100.0, "IM3 data cut short")
+    ledger.record_held("/r/b.fits", "waiting for CONPARS", 90.0, None)
+    assert [(h["path"], h["state"], h["since"], h["reason"]) for h in ledger.held()] == [
+        ("/r/b.fits", "waiting for CONPARS", 90.0, None),
+        (RAW, "incomplete", 100.0, "IM3 data cut short"),
+    ]
+    queue(ledger)  # the gate passed it
+    assert [h["path"] for h in ledger.held()] == ["/r/b.fits"]
+    ledger.record_held("/r/b.fits", None, None, None)
+    assert ledger.held() == []
+    ledger.replace_held([("/r/c.fits", "impossible", 5.0, "first card is not SIMPLE = T")])
+    assert [(h["path"], h["state"]) for h in ledger.held()] == [("/r/c.fits", "impossible")]
+    ledger.recover()  # a new run: the gate's memory is gone, its scan finds them again
+    assert ledger.held() == []
+
+
+def test_newest_exposure_is_by_date_obs_not_by_delivery(ledger):
+    """After an outage the last file delivered can be an old exposure (issue 10 item 8)."""
+    for n, date_obs in ((338, "2026-01-03T02:10:11.1"), (317, "2026-01-03T01:00:00.0")):
+        path = f"/data/mods1b/mods1b.20260102.0{n}.fits"
+        rid = queue(ledger, path=path)
+        ledger.claim(set(), 1)
+        ledger.delivered(
+            rid,
+            name=path.rsplit("/", 1)[1],
+            outputs=[],
+            channel="MODS1B",
+            warnings=[],
+            seconds=0.1,
+            date_obs=date_obs,
+        )
+    newest = ledger.newest_exposures()
+    assert list(newest) == ["MODS1B"]
+    assert newest["MODS1B"].name == "mods1b.20260102.0338.fits"
+    assert newest["MODS1B"].date_obs == "2026-01-03T02:10:11.1"
+
+
+def test_worker_deaths_fail_a_file_after_max_attempts(ledger):
+    rid = queue(ledger)
+    for _ in (1, 2):
+        ledger.claim(set(), 1)
+        assert ledger.retry_or_fail(rid, "worker died", 3).state == QUEUED
+    ledger.claim(set(), 1)
+    row = ledger.retry_or_fail(rid, "worker died", 3)
+    assert row.state == FAILED and row.reason == "worker died (after 3 attempts)" and row.deaths == 3

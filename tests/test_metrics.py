@@ -132,3 +132,28 @@ def test_http_endpoint_answers_on_loopback(tmp_path):
 def test_port_zero_serves_nothing(metrics):
     assert metrics.start_http() is None
     assert metrics.http_address is None
+
+
+def test_waiting_and_gate_counts_are_the_ones_status_shows(metrics, tmp_path):
+    metrics.set_waiting(3, 125.0)
+    metrics.publish_retry("MODS1R")
+    metrics.set_gate_held({"incomplete": 2, "waiting for CONPARS": 1, "something new": 4})
+    assert metrics.write_textfile()
+    text = (tmp_path / "modsingest.prom").read_text()
+    for line in (
+        "modsingest_files_waiting_for_destination 3.0",
+        "modsingest_oldest_waiting_for_destination_seconds 125.0",
+        'modsingest_publish_retries_total{channel="mods1r"} 1.0',
+        'modsingest_gate_files{state="incomplete"} 2.0',
+        'modsingest_gate_files{state="waiting_for_conpars"} 1.0',
+        'modsingest_gate_files{state="impossible"} 0.0',
+        'modsingest_gate_files{state="other"} 4.0',
+    ):
+        assert line in text.splitlines(), line
+    metrics.set_waiting(0, 999.0)
+    metrics.set_gate_held({})
+    metrics.write_textfile()
+    text = (tmp_path / "modsingest.prom").read_text().splitlines()
+    assert "modsingest_oldest_waiting_for_destination_seconds 0.0" in text
+    assert 'modsingest_gate_files{state="incomplete"} 0.0' in text
+    assert 'modsingest_gate_files{state="other"} 0.0' in text

@@ -128,3 +128,39 @@ def test_replay_goes_through_a_running_service(tmp_path):
         assert agent.stop() < 30
     finally:
         agent.close()
+
+
+def test_replay_works_while_a_raw_directory_is_away_and_names_what_it_cannot_reach(site):
+    """Issue 10: an NFS raw mount gone must not stop replaying the other channel."""
+    root, cfg, settings = site
+    blue = raw_file(root / "raw" / "mods1b", 1)
+    red = raw_file(root / "raw" / "mods1r", 1, channel="mods1r")
+    led = Ledger(settings.paths.state)  # the service had seen the red file
+    rid = led.enqueue(red, Fingerprint(1, 1, 1, 1), seen_at=1767369600.0, conpars=True)
+    led.claim(set(), 1)
+    led.delivered(rid, name=red.name, outputs=[], channel="MODS1R", warnings=[], seconds=0.1)
+    led.close()
+    away = root / "raw" / "mods1r-away"
+    (root / "raw" / "mods1r").rename(away)
+    red_dir = root / "raw" / "mods1r"
+    out = run_replay(cfg, "--night", NIGHT)
+    assert out.returncode == 1, out.stderr
+    err = out.stderr.splitlines()
+    assert (
+        f"modsingest replay: {red_dir}: raw directory cannot be reached (No such file or directory); its files are not replayed"
+        in err
+    )
+    assert f"modsingest replay: {red}: cannot reach it (raw directory away)" in err
+    assert "replay: 1 of 1 file(s) delivered" in out.stdout
+    assert [r.path for r in delivered(settings) if r.path == str(blue)] == [str(blue)]
+    out = run_replay(cfg, str(red), red.name)
+    assert out.returncode == 1
+    err = out.stderr.splitlines()
+    assert (
+        f"modsingest replay: {red}: cannot reach it (raw directory {red_dir}: No such file or directory)"
+        in err
+    )
+    assert (
+        f"modsingest replay: {red.name}: not found in the raw directories that can be reached (away: {red_dir})"
+        in err
+    )

@@ -74,7 +74,14 @@ def test_a_night_at_a_glance(settings):
     now = time.time()
     fill(settings.paths.state, now)
     report = status.gather(settings, night="20260102", now=now)
-    assert report["counts"] == {"queued": 1, "processing": 0, "delivered": 3, "failed": 1, "incomplete": 1}
+    assert report["counts"] == {
+        "queued": 1,
+        "processing": 0,
+        "waiting": 0,
+        "delivered": 3,
+        "failed": 1,
+        "incomplete": 1,
+    }
     assert report["newest"]["MODS1B"]["name"] == "mods1b.20260102.0002.fits"
     assert report["newest"]["MODS1R"]["name"] == "mods1r.20260102.0001.fits"
     lat = report["latency"]
@@ -161,7 +168,7 @@ def test_stale_heartbeat_is_a_problem(settings):
 
 def test_json(settings, layout, capsys):
     fill(settings.paths.state, time.time())
-    args = argparse.Namespace(config=str(layout["config"]), night="20260102", json=True)
+    args = argparse.Namespace(config=str(layout["config"]), night="20260102", json=True, check=False)
     assert status_command.command(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["delivered"] == 3
@@ -171,7 +178,164 @@ def test_json(settings, layout, capsys):
 
 def test_bad_config_is_exit_2(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("paths: {raw: [/nonexistent], newdata: /x, processed: /x, state: /x}\n")
-    args = argparse.Namespace(config=str(cfg), night=None, json=False)
+    cfg.write_text("paths: {raw: [/nonexistent], newdata: /x, processed: /x, state: /y}\n")
+    args = argparse.Namespace(config=str(cfg), night=None, json=False, check=False)
     assert status_command.command(args) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"modsingest: {cfg}:1: paths.processed: /x is the same directory as paths.newdata: "
+        "they are two separate copies\n"
+    )
+    args.check = True
+    assert status_command.command(args) == 2
+    assert capsys.readouterr().out.startswith(
+        f"MODSINGEST CRITICAL - configuration: {cfg}:1: paths.processed"
+    )
+
+
+# --------------------------------------------------------------------------- during an outage (issue 10)
+def run(layout, capsys, **kw):
+    args = argparse.Namespace(config=str(layout["config"]), night=None, json=False, check=False)
+    for k, v in kw.items():
+        setattr(args, k, v)
+    rc = status_command.command(args)
+    return rc, capsys.readouterr()
+
+
+def test_status_works_with_directories_missing_and_names_each(layout, capsys):
+    cfg = layout["config"]
+    layout["newdata"].rmdir()
+    layout["raw"].rmdir()
+    rc, out = run(layout, capsys)
+    assert rc == 0 and out.err == ""
+    assert (
+        "DIRECTORY PROBLEMS (2):\n"
+        f"  {cfg}:2: paths.raw[0]: directory {layout['raw']} does not exist\n"
+        f"  {cfg}:3: paths.newdata: directory {layout['newdata']} does not exist\n"
+    ) in out.out
+    rc, out = run(layout, capsys, check=True)
+    assert rc == 2
+    assert out.out == (
+        f"MODSINGEST CRITICAL - service never ran (no ledger yet); 2 directory problem(s): "
+        f"paths.raw[0]: directory {layout['raw']} does not exist | delivered=0 failed=0 incomplete=0 queued=0 waiting=0 held=0\n"
+    )
+
+
+def outage(state, now):
+    """A running service's ledger during a newdata outage: one delivered, two waiting, two held."""
+    led = Ledger(state, clock=lambda: now - 600)
+    rid = led.enqueue(
+        "/data/mods1b.20260102.0317.fits", Fingerprint(1, 1, 1, 1), seen_at=now - 700, conpars=True
+    )
+    led.claim(set(), 1)
+    led.delivered(
+        rid,
+        name="mods1b.20260102.0317.fits",
+        outputs=[],
+        channel="MODS1B",
+        warnings=[],
+        seconds=0.5,
+        date_obs="2026-01-03T01:00:00.5",
+    )
+    for n, fp in ((338, 2), (339, 3)):
+        rid = led.enqueue(
+            f"/data/mods1b.20260102.0{n}.fits", Fingerprint(fp, fp, fp, fp), seen_at=now - 500, conpars=True
+        )
+        for _ in range(4):
+            led.requeue(rid, "the next try")
+            led.claim(set(), 1, only={rid})
+            led.wait_for_destination(
+                rid, f"/data/mods1b.20260102.0{n}.fits: cannot publish: No space left on device", now + 40
+            )
+    led.replace_held(
+        [
+            (
+                "/data/mods1r.20260102.0340.fits",
+                "incomplete",
+                now - 120,
+                "IM3 data cut short: needs 100 bytes, file has 50",
+            ),
+            ("/data/mods1r.20260102.0341.fits", "waiting for CONPARS", now - 4, None),
+        ]
+    )
+    led.set_info(pid=os.getpid(), started=now - 7200, heartbeat=now - 1, method="poll", workers=2)
+    led.close()
+
+
+def test_status_shows_files_waiting_for_a_destination_and_what_the_gate_holds(settings, layout, capsys):
+    now = time.time()
+    outage(settings.paths.state, now)
+    (layout["newdata"] / "MODS1B.new").write_text("mods1b.20260102.0317.fits\n")
+    fd = lock_service(settings.paths.state)
+    try:
+        report = status.gather(settings, now=now)
+        level, line = status.check(report)
+    finally:
+        os.close(fd)
+    text = status.render(report)
+    assert report["counts"]["waiting"] == 2
+    assert [(w["name"], w["attempts"]) for w in report["waiting"]] == [
+        ("mods1b.20260102.0338.fits", 4),
+        ("mods1b.20260102.0339.fits", 4),
+    ]
+    assert (
+        "WAITING FOR A DESTINATION (2): processed, not delivered; tried again until a destination takes them\n"
+        f"  mods1b.20260102.0338.fits  since {status._utc(now - 600)} (10 min), 4 attempt(s), next try in 40 s\n"
+        "             /data/mods1b.20260102.0338.fits: cannot publish: No space left on device\n"
+    ) in text
+    assert (
+        "Held by the gate (2):\n"
+        f"  INCOMPLETE           mods1r.20260102.0340.fits  since {status._utc(now - 120)} (2 min): "
+        "IM3 data cut short: needs 100 bytes, file has 50\n"
+        f"  WAITING FOR CONPARS  mods1r.20260102.0341.fits  since {status._utc(now - 4)} (4 s)\n"
+    ) in text
+    assert "Last 24 h: 1 file(s): 1 delivered" in text
+    assert (
+        "  MODS1B  mods1b.20260102.0317.fits  DATE-OBS 2026-01-03T01:00:00.5, delivered "
+        f"{status._utc(now - 600)} (10 min ago)\n"
+        "          MODS1B.new: mods1b.20260102.0317.fits (the same)"
+    ) in text
+    assert level == 2
+    assert line == (
+        "MODSINGEST CRITICAL - 2 file(s) waiting for a destination "
+        "(/data/mods1b.20260102.0338.fits: cannot publish: No space left on device) "
+        "| delivered=1 failed=0 incomplete=0 queued=0 waiting=2 held=2"
+    )
+
+
+def test_a_pointer_that_is_not_the_newest_exposure_is_pointed_out(settings, layout):
+    now = time.time()
+    outage(settings.paths.state, now)
+    (layout["newdata"] / "MODS1B.new").write_text("mods1b.20260102.0300.fits\n")
+    text = status.render(status.gather(settings, now=now))
+    assert "          MODS1B.new: mods1b.20260102.0300.fits (NOT the newest exposure)" in text
+    (layout["newdata"] / "MODS1B.new").unlink()
+    text = status.render(status.gather(settings, now=now))
+    assert "          MODS1B.new: cannot read: No such file or directory" in text
+
+
+def test_check_levels(settings, layout, capsys):
+    state = settings.paths.state
+    now = time.time()
+    fill(state, now)
+    led = Ledger(state)
+    led.set_info(pid=os.getpid(), started=now - 7200, heartbeat=time.time(), method="poll", workers=2)
+    led.close()
+    rc, out = run(layout, capsys, check=True)
+    assert rc == 2 and out.out.startswith(
+        "MODSINGEST CRITICAL - service not running; 1 failed; 1 incomplete | "
+    )
+    fd = lock_service(state)
+    try:
+        rc, out = run(layout, capsys, check=True)
+        assert rc == 1
+        assert out.out == (
+            "MODSINGEST WARNING - 1 failed; 1 incomplete "
+            "| delivered=3 failed=1 incomplete=1 queued=1 waiting=0 held=0\n"
+        )
+        rc, out = run(layout, capsys, check=True, night="20260103")
+        assert (rc, out.out) == (
+            0,
+            "MODSINGEST OK - 0 delivered on night 20260103 | delivered=0 failed=0 incomplete=0 queued=0 waiting=0 held=0\n",
+        )
+    finally:
+        os.close(fd)

@@ -625,7 +625,12 @@ def check_directories(settings: Settings, *, state_may_be_missing: bool = False)
     p = settings.paths
     problems = []
     wanted: list[tuple[str, Path, int, str]] = [
-        ("paths.raw" if len(p.raw) == 1 else f"paths.raw[{i}]", d, os.R_OK | os.X_OK, "readable")
+        (
+            f"paths.raw[{i}]" if f"paths.raw[{i}]" in settings.lines else "paths.raw",
+            d,
+            os.R_OK | os.X_OK,
+            "readable",
+        )
         for i, d in enumerate(p.raw)
     ]
     wanted += [

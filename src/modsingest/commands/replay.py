@@ -28,8 +28,17 @@ def command(args: argparse.Namespace) -> int:
     if bool(args.night) == bool(args.files):
         print("modsingest replay: give either --night CCYYMMDD or FILE... (not both)", file=sys.stderr)
         return 2
-    settings = load_settings(args.config)
+    # raw directories may be away (an NFS outage): replay what can be reached and
+    # name the rest; the destinations and the state directory must be there
+    settings = load_settings(args.config, require_dirs=False)
     if settings is None:
+        return CONFIG_ERROR
+    from modsingest.config import check_directories
+
+    fatal = [p for p in check_directories(settings) if ": paths.raw" not in p]
+    for problem in fatal:
+        print(f"modsingest: {problem}", file=sys.stderr)
+    if fatal:
         return CONFIG_ERROR
     from modsingest.logsetup import setup_logging
     from modsingest.service.agent import quiet_libraries

@@ -1,12 +1,19 @@
-"""``modsingest status``: arguments and printing of the service's state."""
+"""``modsingest status``: arguments and printing of the service's state.
+
+It must work during the outage it is used to look into, so the configuration is
+loaded without requiring its directories (``config.load(require_dirs=False)``);
+each missing or unusable directory is a problem in the report.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from modsingest.commands import CONFIG_ERROR, load_settings, night_arg
-from modsingest.service.status import gather, render
+from modsingest.commands import CONFIG_ERROR, night_arg
+from modsingest.config import ConfigError, check_directories, load
+from modsingest.service.status import CRITICAL, LEVELS, check, gather, render
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,14 +24,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=night_arg,
         help="this observing night, by the files' date tag (default: the last 24 hours)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument(
+        "--check",
+        action="store_true",
+        help="for monitoring (Nagios/Icinga): one line, exit 0 OK, 1 WARNING, 2 CRITICAL",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    if settings is None:
+    try:
+        settings = load(args.config, require_dirs=False)
+    except ConfigError as exc:
+        if getattr(args, "check", False):
+            print(f"MODSINGEST {LEVELS[CRITICAL]} - configuration: {exc}")
+            return CRITICAL
+        print(f"modsingest: {exc}", file=sys.stderr)
         return CONFIG_ERROR
-    report = gather(settings, args.night)
+    report = gather(settings, args.night, directory_problems=check_directories(settings))
+    if getattr(args, "check", False):
+        level, line = check(report)
+        print(line)
+        return level
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

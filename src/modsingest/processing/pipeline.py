@@ -50,6 +50,9 @@ class Result:
     #: delivered as it is), 'io' (an I/O error: on the raw side, look at the raw
     #: file again; on the destination side, an outage), 'bug'
     kind: str | None = None
+    #: when the exposure was taken (DATE-OBS with its time, as delivered): what
+    #: ``status`` calls the newest exposure of a channel
+    date_obs: str | None = None
 
     def summary(self) -> str:
         """The one log line per file."""
@@ -134,6 +137,7 @@ class Pipeline:
         t3 = t()
         result.warnings += [f"publish: {w}" for w in delivery.warnings]
         result.name = delivery.name
+        result.date_obs = exposure_time(frame.primary)
         result.outputs = delivery.outputs
         result.channel = delivery.channel
         result.ok = True
@@ -205,3 +209,14 @@ class Pipeline:
             result.warnings.append(f"merged: {warning}")
             result.steps = tuple(s for s in result.steps if s != "merged")
             return attempt()
+
+
+def exposure_time(header) -> str | None:
+    """DATE-OBS with its time (``CCYY-MM-DDThh:mm:ss...``), joining UTC-OBS when it is apart."""
+    date = str(header.get("DATE-OBS", "") or "").strip()
+    if not date:
+        return None
+    if "T" in date:
+        return date
+    utc = str(header.get("UTC-OBS", "") or "").strip()
+    return f"{date}T{utc}" if utc else date

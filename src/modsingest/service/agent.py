@@ -44,6 +44,7 @@ from modsingest.service.workers import (
     destination_dirs,
     wait_for_orphans,
 )
+from modsingest.version import version_text
 
 log = logging.getLogger("modsingest.service")
 
@@ -110,6 +111,7 @@ class Service:
         self.blindness = Blindness(settings.watch.method, settings.watch.rescan_interval)
         self.started_at = time.time()
         self.ready = threading.Event()
+        self._held_written: list | None = None  # the gate's holdings last copied to the ledger
 
     # ------------------------------------------------------------------ control (any thread)
     def request_stop(self, reason: str) -> None:
@@ -221,8 +223,8 @@ class Service:
     def _run(self) -> int:
         s = self.settings
         log.info(
-            "modsingest %s starting: raw %s, method %s, %d worker(s)",
-            __version__,
+            "%s starting: raw %s, method %s, %d worker(s)",
+            version_text(),
             ", ".join(map(str, s.paths.raw)),
             s.watch.method,
             s.workers,
@@ -350,6 +352,7 @@ class Service:
                     observer_restarts=self.detector.observer_restarts,
                     worker_deaths=self.dispatcher.pool.deaths,
                 )
+                self._record_held()
             if now >= next_status:
                 next_status = now + STATUS_EVERY
                 self._notify("status", self._status_text())
@@ -374,6 +377,15 @@ class Service:
             self.gate_loop.start()
             self.detector.request_rescan("gate thread restarted")
 
+    def _record_held(self) -> None:
+        """Copy what the gate holds into the ledger for ``status`` (only when it changed)."""
+        assert self.ledger and self.gate_loop
+        held = self.gate_loop.held()
+        key = sorted((p, st, round(since), reason) for p, st, since, reason in held)
+        if key != self._held_written:
+            self.ledger.replace_held(held)
+            self._held_written = key
+
     def _status_text(self) -> str:
         assert self.dispatcher and self.ledger and self.gate_loop
         d = self.dispatcher
@@ -382,6 +394,9 @@ class Service:
             f"{self.ledger.queued_count()} queued, {len(d.busy)} processing, "
             f"{self.gate_loop.counts()['waiting_for_conpars']} waiting for CONPARS"
         )
+        waiting = self.ledger.waiting()
+        if waiting:
+            text += f"; {len(waiting)} waiting for a destination ({waiting[0].reason})"
         if self.blindness.blind:
             text += "; inotify blind, relying on rescans"
         return text
@@ -391,6 +406,14 @@ class Service:
             return
         self._metric("set_queue_depth", self.ledger.queued_count())
         self._metric("set_workers_busy", len(self.dispatcher.busy))
+        waiting = self.ledger.waiting()
+        oldest = time.time() - (waiting[0].waiting_since or time.time()) if waiting else 0.0
+        self._metric("set_waiting", len(waiting), oldest)
+        if self.gate_loop is not None:
+            held: dict[str, int] = {}
+            for _path, state, _since, _reason in self.gate_loop.held():
+                held[state] = held.get(state, 0) + 1
+            self._metric("set_gate_held", held)
         self._metric("write_textfile")
 
     def _shutdown(self) -> None:
@@ -409,6 +432,7 @@ class Service:
             clean_destinations(self.settings)
         if self.ledger is not None:
             self._metrics_out()
+            self.ledger.replace_held([])  # the gate's memory ends with this run
             self.ledger.set_info(heartbeat=None, stopped=time.time(), pid=None)
             self.ledger.close()
         log.info("stopped")

@@ -6,7 +6,15 @@ of the same path at once, and records each outcome: ``delivered`` only after
 ``Pipeline.process`` returned ok, ``failed`` with the core's one-line reason, or,
 when the worker died with the file or could not read the raw file (a raw-side
 I/O error: ``side`` 'raw', ``kind`` 'io'), queued again up to ``MAX_ATTEMPTS``
-times.  A destination error (``retryable``) waits and is tried again apart.
+times.
+
+A destination that refuses a file (``retryable``: full disk, NFS away,
+read-only) is not the file's fault, so it never makes the file ``failed``: the
+row is ``waiting`` in the ledger with the reason and its next try, tried again
+with a backoff capped at ``RETRY_CAP`` seconds for as long as the raw file is
+unchanged, and all waiting files are queued at once as soon as any file is
+delivered again (the destination is back).  That state is in the ledger, not in
+this process, so a restart keeps it and ``status`` shows it.
 It writes the one log line per delivered or failed file and feeds the metrics.
 
 Both the service and ``replay`` (when no service is running) drive files through
@@ -28,14 +36,16 @@ log = logging.getLogger("modsingest.dispatch")
 
 #: a file whose worker died this many times is failed, not retried (a poison file)
 MAX_ATTEMPTS = 3
-#: a file that could not be published (full disk, NFS away) is tried this many times,
-#: with a growing pause, before it is failed (about 15 minutes in all)
-MAX_PUBLISH_ATTEMPTS = 8
+#: the longest pause between two tries of a file a destination refused: once the
+#: destination is back, a waiting file is delivered within this long even when no
+#: other file arrives to show it (each try reads and processes the file again,
+#: about a second of one core for a full frame, so not much shorter)
+RETRY_CAP = 60.0
 
 
 def retry_delay(attempts: int) -> float:
-    """Seconds before publishing is tried again: 5, 10, 20 ... at most 300."""
-    return float(min(300, 5 * 2 ** max(0, attempts - 1)))
+    """Seconds before trying again: 5, 10, 20, 40, then every 60."""
+    return float(min(RETRY_CAP, 5 * 2 ** min(max(0, attempts - 1), 16)))
 
 
 class Dispatcher:
@@ -54,7 +64,8 @@ class Dispatcher:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.busy: dict[int, Row] = {}
-        #: rows whose publishing failed, held (still 'processing') until their retry time
+        #: rows whose raw file could not be read, held (still 'processing') until
+        #: their re-read, a few times (destinations that refuse wait in the ledger)
         self.waiting: dict[int, tuple[float, str]] = {}
         self.accepting = True
         self.delivered = 0
@@ -111,9 +122,19 @@ class Dispatcher:
                 channel=res.get("channel"),
                 warnings=warnings,
                 seconds=seconds,
+                date_obs=res.get("date_obs"),
             )
             self.delivered += 1
             log.info("%s", delivered_line(after, res))
+            if after.waiting_since is not None:
+                log.info(
+                    "%s: delivered after waiting %.0f s for a destination",
+                    after.name,
+                    (after.finished_at or 0) - after.waiting_since,
+                )
+            woken = self.ledger.requeue_waiting()
+            if woken:
+                log.info("a destination accepts files again: %d waiting file(s) queued", woken)
             latency = after.latency or 0.0
             self._metric("delivered", after.channel or after.name, latency, seconds)
             for step, count in _warnings_by_step(warnings).items():
@@ -135,13 +156,22 @@ class Dispatcher:
                 self.max_attempts,
             )
             return self.ledger.row(o.job.id) or row
-        if res.get("retryable") and attempts < MAX_PUBLISH_ATTEMPTS:
+        if res.get("retryable"):
             delay = retry_delay(attempts)
-            self.waiting[o.job.id] = (time.monotonic() + delay, reason)
-            log.warning(
-                "%s; trying again in %.0f s (attempt %d of %d)", reason, delay, attempts, MAX_PUBLISH_ATTEMPTS
+            before = self.ledger.row(o.job.id)
+            after = self.ledger.wait_for_destination(o.job.id, reason, time.time() + delay)
+            # one warning when a file starts waiting; its retries are debug lines
+            # (a night-long outage must not flood the journal); status shows it all
+            first = before is None or before.waiting_since is None
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s; waiting for the destination, trying again in %.0f s (attempt %d; see modsingest status)",
+                reason,
+                delay,
+                attempts,
             )
-            return self.ledger.row(o.job.id) or row
+            self._metric("publish_retry", after.channel or after.name)
+            return after
         after = self.ledger.failed(o.job.id, reason, seconds=seconds, warnings=warnings)
         self.failed += 1
         log.error("FAILED %s", reason)
@@ -154,7 +184,8 @@ class Dispatcher:
         for row_id, (due, reason) in list(self.waiting.items()):
             if due <= now:
                 del self.waiting[row_id]
-                self.ledger.retry_or_fail(row_id, reason, MAX_PUBLISH_ATTEMPTS + 1)
+                self.ledger.requeue(row_id, reason)
+        self.ledger.requeue_waiting(due_by=time.time())  # destinations: their retry time has come
 
     def shutdown(self, deadline: float) -> list[Row]:
         """Take no new files; let busy ones finish until ``deadline`` (monotonic).
@@ -211,6 +242,7 @@ def adopt_published(ledger: Ledger) -> list[Row]:
             channel=res.get("channel"),
             warnings=list(res.get("warnings") or []),
             seconds=float(res.get("seconds") or 0.0),
+            date_obs=res.get("date_obs"),
         )
         log.info("%s (published as the last run ended; recorded now)", delivered_line(after, res))
         adopted.append(after)

@@ -140,6 +140,7 @@ class Candidate:
     looks: int = 0  # consecutive looks that found ``fp``
     next_look: float = 0.0
     closed: bool = False  # a writer-done hint (``final_sources``) came since the last look
+    problem: str | None = None  # why the last look found it incomplete (for status)
 
     @property
     def standing(self) -> State:
@@ -240,6 +241,7 @@ class Gate:
         if c.state is State.GONE and c.resume is not None:  # back: the earlier state goes on
             (c.state, c.since), c.resume = c.resume, None
         fp = seen.fingerprint
+        c.problem = seen.problem
         if fp is not None and not c.force and self._is_settled(c.path, fp):
             self._leave(c, Exit.SETTLED)  # this very content is delivered, failed, queued or reported
             return
@@ -329,6 +331,19 @@ class Gate:
         self._leave(c, Exit.QUEUED)
         self._on_ready(c, c.fp, conpars)
 
+    def held(self) -> list[tuple[str, str, float, str | None]]:
+        """Files held for a reason, as (path, state, since as Unix time, reason), for status.
+
+        Every state but the passing moments (seen, settling, closed) and a moment
+        GONE (which shows the state it interrupted).
+        """
+        now, wall = self._clock(), self._wall()
+        return [
+            (c.path, c.standing.value, wall - (now - c.since), c.problem)
+            for c in self.candidates.values()
+            if c.standing not in _PASSING
+        ]
+
     def counts(self) -> dict[str, int]:
         """What the gate holds right now, for status and logs."""
         standing = [c.standing for c in self.candidates.values()]
@@ -337,6 +352,10 @@ class Gate:
             "waiting_for_conpars": standing.count(State.WAITING_FOR_CONPARS),
             "incomplete": standing.count(State.INCOMPLETE) + standing.count(State.IMPOSSIBLE),
         }
+
+
+#: states a file passes through on its way to the queue: not "held"
+_PASSING = frozenset({State.SEEN, State.SETTLING, State.CLOSED, State.GONE})
 
 
 class GateLoop:
@@ -352,6 +371,7 @@ class GateLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._counts = gate.counts()
+        self._held = gate.held()
 
     def put(self, path: os.PathLike | str, source: str, force: bool = False) -> None:
         self._hints.put((os.fspath(path), source, force))
@@ -371,6 +391,10 @@ class GateLoop:
     def counts(self) -> dict[str, int]:
         """A snapshot taken by the gate thread (safe to read from any thread)."""
         return dict(self._counts)
+
+    def held(self) -> list[tuple[str, str, float, str | None]]:
+        """``Gate.held`` as the gate thread last saw it (safe to read from any thread)."""
+        return list(self._held)
 
     def _run(self) -> None:
         try:
@@ -396,3 +420,4 @@ class GateLoop:
                 break
             self.gate.run_due()
             self._counts = self.gate.counts()
+            self._held = self.gate.held()

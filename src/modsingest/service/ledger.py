@@ -8,8 +8,12 @@ a raw file is written down before it is acted on:
 - ``queued``      the gate found the file complete and stable; waiting for a worker
 - ``processing``  a worker has it (exactly one: the dispatcher hands out a row only
                   when no other row of the same path is being processed)
+- ``waiting``     processed, but a destination refused it (full disk, NFS away):
+                  tried again at ``retry_at``, for as long as the raw file is unchanged
+                  (a changed file makes a new row and this one ``superseded``)
 - ``delivered``   ``Pipeline.process`` returned ok; never marked before that
 - ``failed``      the core said why it could not deliver, or workers kept dying on it
+                  (never for a destination that refuses: that is ``waiting``)
 - ``incomplete``  the file stayed structurally incomplete past ``watch.incomplete_timeout``
 - ``superseded``  a newer fingerprint of the same path arrived before this one started
 
@@ -24,6 +28,13 @@ the file: it goes back to ``queued`` and is redone (publishing is an atomic rena
 of the same name, so redoing is safe).  The service's main process is the only
 writer of file rows; ``replay`` run beside a live service only adds rows to the
 ``requests`` table, which the service takes up.
+
+What the gate holds (files incomplete so far, waiting for CONPARS, found
+impossible) lives in the gate's memory; the service copies it into the ``held``
+table every heartbeat, so ``status`` sees it without asking the service.
+
+Schema changes come with a migration (``_MIGRATIONS``) that keeps every row:
+an upgrade must not lose a file.
 
 SQLite in WAL mode so ``status`` can read while the service writes;
 ``synchronous=NORMAL``: a power cut can lose the last transitions, which only
@@ -48,17 +59,18 @@ from modsingest.names import channel_of_name, night_of
 
 FILENAME = "ledger.sqlite3"
 SERVICE_LOCK = "service.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 QUEUED = "queued"
 PROCESSING = "processing"
+WAITING = "waiting"
 DELIVERED = "delivered"
 FAILED = "failed"
 INCOMPLETE = "incomplete"
 SUPERSEDED = "superseded"
-STATES = (QUEUED, PROCESSING, DELIVERED, FAILED, INCOMPLETE, SUPERSEDED)
+STATES = (QUEUED, PROCESSING, WAITING, DELIVERED, FAILED, INCOMPLETE, SUPERSEDED)
 #: a fingerprint in one of these states needs no new look: it is done or under way
-SETTLED = (QUEUED, PROCESSING, DELIVERED, FAILED, INCOMPLETE)
+SETTLED = (QUEUED, PROCESSING, WAITING, DELIVERED, FAILED, INCOMPLETE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -85,6 +97,10 @@ CREATE TABLE IF NOT EXISTS files (
     started_at   REAL,
     finished_at  REAL,
     seconds      REAL,
+    retry_at     REAL,
+    waiting_since REAL,
+    deaths       INTEGER NOT NULL DEFAULT 0,
+    date_obs     TEXT,
     UNIQUE (path, size, mtime_ns, ctime_ns, inode)
 );
 CREATE INDEX IF NOT EXISTS files_path ON files (path, current);
@@ -99,7 +115,36 @@ CREATE TABLE IF NOT EXISTS requests (
     path     TEXT NOT NULL,
     created  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS held (
+    path     TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    since    REAL,
+    reason   TEXT,
+    updated  REAL NOT NULL
+);
 """
+
+#: user_version -> the SQL that brings a ledger of that version to the next one.
+#: Version 2 (destinations retried without end): rows that version 1 gave up on
+#: after 8 publish attempts ("cannot publish") were lost until someone replayed
+#: them; they become ``waiting`` and are tried again at once.
+_MIGRATIONS = {
+    1: """
+ALTER TABLE files ADD COLUMN retry_at REAL;
+ALTER TABLE files ADD COLUMN waiting_since REAL;
+ALTER TABLE files ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN date_obs TEXT;
+CREATE TABLE IF NOT EXISTS held (
+    path     TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    since    REAL,
+    reason   TEXT,
+    updated  REAL NOT NULL
+);
+UPDATE files SET state='waiting', retry_at=0, waiting_since=finished_at
+    WHERE state='failed' AND current=1 AND reason LIKE '%: cannot publish: %';
+""",
+}
 
 
 class Fingerprint(NamedTuple):
@@ -137,6 +182,10 @@ class Row:
     started_at: float | None
     finished_at: float | None
     seconds: float | None
+    retry_at: float | None = None
+    waiting_since: float | None = None
+    deaths: int = 0
+    date_obs: str | None = None
 
     @property
     def latency(self) -> float | None:
@@ -168,6 +217,10 @@ class Row:
             started_at=r["started_at"],
             finished_at=r["finished_at"],
             seconds=r["seconds"],
+            retry_at=r["retry_at"],
+            waiting_since=r["waiting_since"],
+            deaths=r["deaths"],
+            date_obs=r["date_obs"],
         )
 
 
@@ -227,9 +280,26 @@ class Ledger:
                 f"({SCHEMA_VERSION}); refusing to touch it"
             )
         if version < SCHEMA_VERSION:
-            self._db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
-            )
+            self._upgrade(version)
+
+    def _upgrade(self, version: int) -> None:
+        """Create the schema (a new ledger) or migrate an older one, in one transaction."""
+        script = ["BEGIN IMMEDIATE;"]
+        has_files = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='files'"
+        ).fetchone()
+        if version == 0 and not has_files:
+            script.append(_SCHEMA)
+        else:
+            for v in range(max(version, 1), SCHEMA_VERSION):
+                script.append(_MIGRATIONS[v])
+        script.append(f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        try:
+            self._db.executescript("\n".join(script))
+        except sqlite3.Error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -352,13 +422,15 @@ class Ledger:
             if found is not None:
                 if found["state"] in (QUEUED, PROCESSING):
                     return None
-                if found["state"] in (DELIVERED, FAILED) and not force:
+                if found["state"] in (DELIVERED, FAILED, WAITING) and not force:
                     return None
             self._retire_others(db, path, keep=found["id"] if found else None)
+            db.execute("DELETE FROM held WHERE path=?", (path,))
             values = dict(
                 state=QUEUED,
                 current=1,
                 reason=None,
+                retry_at=None,
                 conpars=int(conpars),
                 sources=",".join(sorted(set(sources))),
                 seen_at=seen_at,
@@ -395,6 +467,7 @@ class Ledger:
         with self._tx() as db:
             found = self._find_in(db, path, fp)
             self._retire_others(db, path, keep=found["id"] if found else None)
+            db.execute("DELETE FROM held WHERE path=?", (path,))
             if found is not None:
                 db.execute(
                     "UPDATE files SET state=?, current=1, reason=?, finished_at=? WHERE id=?",
@@ -421,8 +494,15 @@ class Ledger:
     @staticmethod
     def _retire_others(db: sqlite3.Connection, path: str, keep: int | None) -> None:
         db.execute(
-            "UPDATE files SET state=?, reason=? WHERE path=? AND state=? AND id IS NOT ?",
-            (SUPERSEDED, "a newer version of the file arrived before it was processed", path, QUEUED, keep),
+            "UPDATE files SET state=?, reason=?, retry_at=NULL WHERE path=? AND state IN (?, ?) AND id IS NOT ?",
+            (
+                SUPERSEDED,
+                "a newer version of the file arrived before it was processed",
+                path,
+                QUEUED,
+                WAITING,
+                keep,
+            ),
         )
         db.execute("UPDATE files SET current=0 WHERE path=? AND id IS NOT ?", (path, keep))
 
@@ -464,13 +544,15 @@ class Ledger:
         channel: str | None,
         warnings: Iterable[str],
         seconds: float,
+        date_obs: str | None = None,
     ) -> Row:
         """``Pipeline.process`` returned ok for this row."""
         now = self._clock()
         with self._tx() as db:
             db.execute(
                 "UPDATE files SET state=?, reason=NULL, delivered_as=?, outputs=?, "
-                "channel=COALESCE(?, channel), warnings=?, seconds=?, finished_at=? WHERE id=?",
+                "channel=COALESCE(?, channel), warnings=?, seconds=?, finished_at=?, "
+                "retry_at=NULL, date_obs=COALESCE(?, date_obs) WHERE id=?",
                 (
                     DELIVERED,
                     name,
@@ -479,6 +561,7 @@ class Ledger:
                     json.dumps(list(warnings)),
                     seconds,
                     now,
+                    date_obs,
                     row_id,
                 ),
             )
@@ -497,23 +580,118 @@ class Ledger:
         return self.row(row_id)  # type: ignore[return-value]
 
     def retry_or_fail(self, row_id: int, reason: str, max_attempts: int) -> Row:
-        """A worker died with this row: queue it again, unless it has had its chances."""
+        """A worker died with this row: queue it again, unless it has had its chances.
+
+        Counted in ``deaths``, not ``attempts``: the tries a waiting destination
+        costs must not use up a file's chances against a crashing worker.
+        """
         with self._tx() as db:
-            r = db.execute("SELECT attempts, current FROM files WHERE id=?", (row_id,)).fetchone()
+            r = db.execute("SELECT deaths, current FROM files WHERE id=?", (row_id,)).fetchone()
             if r is None:
                 raise KeyError(row_id)
-            if r["attempts"] >= max_attempts:
+            deaths = r["deaths"] + 1
+            if deaths >= max_attempts:
                 db.execute(
-                    "UPDATE files SET state=?, reason=?, finished_at=? WHERE id=?",
-                    (FAILED, f"{reason} (after {r['attempts']} attempts)", self._clock(), row_id),
+                    "UPDATE files SET state=?, reason=?, deaths=?, finished_at=? WHERE id=?",
+                    (FAILED, f"{reason} (after {deaths} attempts)", deaths, self._clock(), row_id),
                 )
             else:
                 state = QUEUED if r["current"] else SUPERSEDED
                 db.execute(
-                    "UPDATE files SET state=?, reason=?, started_at=NULL WHERE id=?",
-                    (state, reason, row_id),
+                    "UPDATE files SET state=?, reason=?, deaths=?, started_at=NULL WHERE id=?",
+                    (state, reason, deaths, row_id),
                 )
         return self.row(row_id)  # type: ignore[return-value]
+
+    def requeue(self, row_id: int, reason: str) -> Row:
+        """Queue a row again for another try (attempts kept, not a worker's death)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state=CASE current WHEN 1 THEN ? ELSE ? END, reason=?, started_at=NULL "
+                "WHERE id=?",
+                (QUEUED, SUPERSEDED, reason, row_id),
+            )
+        return self.row(row_id)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ destinations that refuse
+    def wait_for_destination(self, row_id: int, reason: str, retry_at: float) -> Row:
+        """A destination refused this row's file (full, away, read-only): try again at ``retry_at``.
+
+        Never ``failed`` for that: the file is tried again for as long as it is
+        the current content of its path.  ``status`` and the metrics show it.
+        """
+        now = self._clock()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET state=CASE current WHEN 1 THEN ? ELSE ? END, reason=?, retry_at=?, "
+                "waiting_since=COALESCE(waiting_since, ?), started_at=NULL, finished_at=? WHERE id=?",
+                (WAITING, SUPERSEDED, reason, retry_at, now, now, row_id),
+            )
+        return self.row(row_id)  # type: ignore[return-value]
+
+    def requeue_waiting(self, *, due_by: float | None = None) -> int:
+        """Waiting rows whose retry time has come (all of them when ``due_by`` is None) go back
+        to the queue; returns how many."""
+        sql = "FROM files WHERE state=? AND current=1" + ("" if due_by is None else " AND retry_at<=?")
+        args: tuple = (WAITING,) if due_by is None else (WAITING, due_by)
+        if not self._query("SELECT 1 " + sql + " LIMIT 1", args):
+            return 0  # the usual answer, without taking the write lock
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET state=?, queued_at=? WHERE id IN (SELECT id " + sql + ")",
+                (QUEUED, self._clock(), *args),
+            )
+            return cur.rowcount
+
+    def waiting(self) -> list[Row]:
+        """Every file waiting for a destination, longest waiting first."""
+        return [
+            Row.from_sql(r)
+            for r in self._query(
+                "SELECT * FROM files WHERE state=? AND current=1 ORDER BY waiting_since, id", (WAITING,)
+            )
+        ]
+
+    def newest_exposures(self) -> dict[str, Row]:
+        """Per channel, the delivered file with the latest DATE-OBS (not the latest delivery:
+        after an outage the last file delivered can be an old exposure)."""
+        rows = self._query(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY channel "
+            "ORDER BY date_obs IS NULL, date_obs DESC, finished_at DESC, id DESC) AS rank "
+            "FROM files WHERE state=? AND current=1 AND channel IS NOT NULL) WHERE rank=1",
+            (DELIVERED,),
+        )
+        return {r["channel"]: Row.from_sql(r) for r in rows}
+
+    # ------------------------------------------------------------------ what the gate holds
+    def record_held(
+        self, path: os.PathLike | str, state: str | None, since: float | None, reason: str | None
+    ) -> None:
+        """The gate holds ``path`` in ``state`` since Unix time ``since``; None: no longer held."""
+        with self._tx() as db:
+            if state is None:
+                db.execute("DELETE FROM held WHERE path=?", (str(path),))
+            else:
+                db.execute(
+                    "INSERT INTO held (path, state, since, reason, updated) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET state=excluded.state, since=excluded.since, "
+                    "reason=excluded.reason, updated=excluded.updated",
+                    (str(path), state, since, reason, self._clock()),
+                )
+
+    def replace_held(self, entries: Iterable[tuple[str, str, float | None, str | None]]) -> None:
+        """Everything the gate holds now, as (path, state, since, reason): the table becomes this."""
+        now = self._clock()
+        with self._tx() as db:
+            db.execute("DELETE FROM held")
+            db.executemany(
+                "INSERT OR REPLACE INTO held (path, state, since, reason, updated) VALUES (?, ?, ?, ?, ?)",
+                [(str(p), st, since, reason, now) for p, st, since, reason in entries],
+            )
+
+    def held(self) -> list[dict[str, object]]:
+        """What the gate held at its last report: path, state, since, reason, updated."""
+        return [dict(r) for r in self._query("SELECT * FROM held ORDER BY since, path")]
 
     def release(self, row_id: int) -> None:
         """Give an unfinished row back (shutdown): queued again, the attempt not counted."""
@@ -535,6 +713,11 @@ class Ledger:
                 "UPDATE files SET state=CASE current WHEN 1 THEN ? ELSE ? END, started_at=NULL WHERE state=?",
                 (QUEUED, SUPERSEDED, PROCESSING),
             )
+            # a restart is a good moment to try the destinations again
+            db.execute("UPDATE files SET retry_at=? WHERE state=?", (self._clock(), WAITING))
+            # the gate's memory is gone with the run that wrote it; the start-up scan
+            # finds those files again
+            db.execute("DELETE FROM held")
         return rows
 
     # ------------------------------------------------------------------ service facts

@@ -44,6 +44,16 @@ LATENCY_BUCKETS = (1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 180, 300, 600, 18
 PROCESSING_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 
 
+#: the gate states status shows as "held" (label values; any other state counts as "other")
+GATE_STATES = ("incomplete", "waiting_for_conpars", "impossible")
+
+
+def state_label(state: str) -> str:
+    """A gate state's name as a label value: ``waiting for CONPARS`` -> ``waiting_for_conpars``."""
+    value = "_".join(str(state).lower().split())
+    return value if value in GATE_STATES else "other"
+
+
 def channel_label(channel: str) -> str:
     """``MODS1B``, ``mods1b`` or a file name's root -> the label value."""
     known = names.channel(str(channel))
@@ -125,11 +135,37 @@ class Metrics:
             "modsingest_workers_busy", "Workers processing a file right now", registry=r
         )
         self._start_time = Gauge("modsingest_start_time_seconds", "Unix time the service started", registry=r)
+        # the same counts `modsingest status` shows (issue 10): what waits, and why
+        self._waiting = Gauge(
+            "modsingest_files_waiting_for_destination",
+            "Processed files a destination refused (full, away, read-only), tried again until delivered",
+            registry=r,
+        )
+        self._oldest_waiting = Gauge(
+            "modsingest_oldest_waiting_for_destination_seconds",
+            "How long the longest-waiting file has waited for a destination (0: none waits)",
+            registry=r,
+        )
+        self._publish_retries = Counter(
+            "modsingest_publish_retries",
+            "Times a destination refused a processed file (each is tried again)",
+            ["channel"],
+            registry=r,
+        )
+        self._gate_held = Gauge(
+            "modsingest_gate_files",
+            "Raw files the gate holds, by why: incomplete so far, waiting for CONPARS, impossible",
+            ["state"],
+            registry=r,
+        )
 
     def _start_with_zeros(self) -> None:
         """Create every per-channel series at 0, so rates and absence alerts work from
         the first scrape instead of after the first file of each channel."""
+        for state in (*GATE_STATES, "other"):
+            self._gate_held.labels(state)
         for channel in names.ROOTS:
+            self._publish_retries.labels(channel)
             self._delivered.labels(channel)
             self._incomplete.labels(channel)
             self._latency.labels(channel)
@@ -173,6 +209,24 @@ class Metrics:
 
     def set_workers_busy(self, n: int) -> None:
         self._workers_busy.set(max(0, n))
+
+    def publish_retry(self, channel: str) -> None:
+        """A destination refused a processed file; it waits and is tried again."""
+        self._publish_retries.labels(channel_label(channel)).inc()
+
+    def set_waiting(self, n: int, oldest_seconds: float = 0.0) -> None:
+        """Files waiting for a destination, and how long the first of them has waited."""
+        self._waiting.set(max(0, n))
+        self._oldest_waiting.set(max(0.0, float(oldest_seconds)) if n else 0.0)
+
+    def set_gate_held(self, counts: dict[str, int]) -> None:
+        """What the gate holds, by state ("waiting for CONPARS" -> waiting_for_conpars)."""
+        seen = {label: 0 for label in (*GATE_STATES, "other")}
+        for state, n in counts.items():
+            label = state_label(state)
+            seen[label] = seen.get(label, 0) + max(0, int(n))
+        for label, n in seen.items():
+            self._gate_held.labels(label).set(n)
 
     # -- output -------------------------------------------------------------
 

@@ -15,12 +15,18 @@ them too.  So:
   done.  This is also how throughput is measured.
 
 ``--dry-run`` lists what would be processed, with each file's current state.
+
+A raw directory that is away (an NFS mount gone) does not stop a replay: the
+files that can be reached are replayed, and each one that cannot is named
+(``--night``: the ledger's files of that night in the missing directory).  A
+file a destination refuses is left ``waiting`` for the service, and said so.
 Exit status: 0 when every file was delivered, 1 otherwise, 2 for usage errors.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -33,6 +39,7 @@ from modsingest.service.ledger import (
     DELIVERED,
     FAILED,
     INCOMPLETE,
+    WAITING,
     AlreadyRunning,
     Fingerprint,
     Ledger,
@@ -51,8 +58,13 @@ def select(settings: Settings, night: str | None, files: list[str]) -> tuple[lis
     raw_dirs = settings.paths.raw
     chosen: list[Path] = []
     missing: list[str] = []
+    away = _away(raw_dirs)
+    for d, why in away.items():
+        missing.append(f"{d}: raw directory cannot be reached ({why}); its files are not replayed")
     if night:
         for d in raw_dirs:
+            if d in away:
+                continue
             try:
                 names = sorted(e.name for e in os.scandir(d) if e.is_file())
             except OSError as exc:
@@ -62,22 +74,43 @@ def select(settings: Settings, night: str | None, files: list[str]) -> tuple[lis
         ledger = open_existing(settings.paths.state)
         if ledger is not None:  # files with other roots belong to a night by the ledger
             try:
-                chosen += [
-                    Path(r.path)
-                    for r in ledger.rows(night=night)
-                    if name_night(r.name) is None and Path(r.path).is_file()
-                ]
+                rows = ledger.rows(night=night)
             finally:
                 ledger.close()
+            chosen += [Path(r.path) for r in rows if name_night(r.name) is None and Path(r.path).is_file()]
+            missing += [
+                f"{r.path}: cannot reach it (raw directory away)" for r in rows if Path(r.path).parent in away
+            ]
     for arg in files:
         path = _in_raw_dir(Path(arg), raw_dirs)
-        if path is None:
-            missing.append(f"{arg}: not a file in a configured raw directory")
-        else:
+        if path is not None:
             chosen.append(path)
+        elif Path(arg).parent in away:
+            missing.append(
+                f"{arg}: cannot reach it (raw directory {Path(arg).parent}: {away[Path(arg).parent]})"
+            )
+        elif os.sep not in arg and away:
+            missing.append(
+                f"{arg}: not found in the raw directories that can be reached "
+                f"(away: {', '.join(map(str, away))})"
+            )
+        else:
+            missing.append(f"{arg}: not a file in a configured raw directory")
     seen: set[Path] = set()
     unique = [p for p in chosen if not (p in seen or seen.add(p))]
     return unique, missing
+
+
+def _away(raw_dirs: tuple[Path, ...]) -> dict[Path, str]:
+    """Raw directories that cannot be reached now, with the reason."""
+    out = {}
+    for d in raw_dirs:
+        try:
+            if not stat.S_ISDIR(os.stat(d).st_mode):
+                out[d] = "not a directory"
+        except OSError as exc:
+            out[d] = exc.strerror or str(exc)
+    return out
 
 
 def _in_raw_dir(arg: Path, raw_dirs: tuple[Path, ...]) -> Path | None:
@@ -135,7 +168,7 @@ def via_service(settings: Settings, paths: list[Path]) -> int:
                         row is not None
                         and row.finished_at
                         and row.finished_at >= asked
-                        and row.state in (DELIVERED, FAILED, INCOMPLETE)
+                        and row.state in (DELIVERED, FAILED, INCOMPLETE, WAITING)
                     ):
                         pending.discard(path)
                         done[path] = row
@@ -216,7 +249,7 @@ def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in
                 dispatcher.fill()
                 while len(finished) < len(ids):
                     for row in dispatcher.pump(1.0):
-                        if row.state in (DELIVERED, FAILED):
+                        if row.state in (DELIVERED, FAILED, WAITING):
                             finished.append(row)
                             bar.update(1)
             except KeyboardInterrupt:
@@ -241,4 +274,6 @@ def _summary(rows: list[Row], asked: int) -> int:
     print(f"replay: {len(delivered)} of {asked} file(s) delivered")
     for r in bad:
         print(f"  {r.state.upper()} {r.name}: {r.reason}")
+        if r.state == WAITING:
+            print("         (left waiting: the service tries it again until a destination takes it)")
     return 0 if len(delivered) == asked else 1

@@ -1,16 +1,25 @@
 """``modsingest status``: what the service has seen, delivered and failed.
 
-Written to be read at 3 a.m.: is the service alive, is anything wrong (failed or
-incomplete files with their reasons, inotify blind), where each channel is, how
-long files take from detection to delivery.  It only reads the ledger (and the
-state directory's lock, to tell a running service from a stale heartbeat), so
-it is safe to run at any time, as any user who can read the state directory.
+Written to be read at 3 a.m., and to work during the outage being looked into:
+the configuration is loaded without requiring its directories, and each one
+that is missing or unusable is reported as a problem.  It shows, from what the
+service keeps in the ledger (not from the service's memory): is the service
+alive; files waiting for a destination (full disk, NFS away) with the reason,
+attempts and next try; files the gate holds (incomplete so far, waiting for
+CONPARS, impossible) with the reason; failed and incomplete files; the newest
+exposure per channel by DATE-OBS beside the name ``<CHAN>.new`` gives; how long
+files take from detection to delivery.  It only reads (the ledger, the state
+directory's lock, the ``.new`` files), so it is safe to run at any time, as any
+user who can read the state directory.
 
-``--json`` gives the same facts for scripts.
+``--json`` gives the same facts for scripts.  ``--check`` prints one line in the
+Nagios/Icinga plugin convention and exits 0 (OK), 1 (WARNING) or 2 (CRITICAL):
+see ``check``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from datetime import UTC, datetime
@@ -23,6 +32,7 @@ from modsingest.service.ledger import (
     QUEUED,
     STATES,
     SUPERSEDED,
+    WAITING,
     open_existing,
     path_of,
     service_running,
@@ -34,24 +44,50 @@ STALE_HEARTBEAT = 30.0
 #: azcam's tag is fixed when its server starts, so tonight's files may carry an old one)
 RECENT = 86400.0
 
+OK, WARNING, CRITICAL = 0, 1, 2
+LEVELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
 
-def gather(settings, night: str | None = None, now: float | None = None) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain data."""
+
+def gather(
+    settings, night: str | None = None, now: float | None = None, directory_problems: list[str] | None = None
+) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data.
+
+    ``directory_problems``: from ``config.check_directories`` (the command passes
+    them; None: checked here).
+    """
     now = time.time() if now is None else now
     state = settings.paths.state
-    report: dict[str, Any] = {"ledger": str(path_of(state)), "night": night, "now": now}
-    running = service_running(state)
-    ledger = open_existing(state)
+    if directory_problems is None:
+        from modsingest.config import check_directories
+
+        directory_problems = check_directories(settings)
+    report: dict[str, Any] = {
+        "ledger": str(path_of(state)),
+        "night": night,
+        "now": now,
+        "directory_problems": list(directory_problems),
+        "waiting": [],
+        "held": [],
+        "newest": {},
+    }
+    running = service_running(state) if os.path.isdir(state) else False
+    try:
+        ledger = open_existing(state)
+    except Exception as exc:  # sqlite3.Error, PermissionError: say it, do not trace
+        report["directory_problems"].append(f"{path_of(state)}: cannot open the ledger: {exc}")
+        ledger = None
     if ledger is None:
         report["service"] = {"running": running, "state": "never ran (no ledger yet)"}
         report.update(
             counts={},
-            newest={},
             latency=None,
             problems=[],
             inotify_blind=None,
             found_by_rescan=0,
             older_problems=0,
+            oldest_queued_age=None,
+            gate={},
         )
         return report
     try:
@@ -62,6 +98,9 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
         else:
             rows = ledger.rows(since=now - RECENT)
             report["older_problems"] = ledger.problems_before(now - RECENT)
+        waiting = ledger.waiting()
+        held = ledger.held() if running else []
+        newest = ledger.newest_exposures()
     finally:
         ledger.close()
     report["service"] = _service(info, running, now)
@@ -69,21 +108,41 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     for r in rows:
         if r.state in counts:
             counts[r.state] += 1
+    counts[WAITING] = len(waiting)  # all of them, whatever the window: each is a file not delivered
     report["counts"] = counts
     gate = info.get("gate") if running else None
     report["gate"] = gate or {}
-    newest: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r.state != DELIVERED:
-            continue
-        channel = r.channel or "other"
-        if channel not in newest or (r.finished_at or 0) > newest[channel]["delivered_at"]:
-            newest[channel] = {
-                "name": r.name,
-                "delivered_as": r.delivered_as,
-                "delivered_at": r.finished_at or 0,
-            }
-    report["newest"] = dict(sorted(newest.items()))
+    report["waiting"] = [
+        {
+            "name": r.name,
+            "path": r.path,
+            "reason": r.reason,
+            "attempts": r.attempts,
+            "since": r.waiting_since,
+            "next_try": r.retry_at,
+        }
+        for r in waiting
+    ]
+    report["held"] = [
+        {
+            "name": os.path.basename(str(h["path"])),
+            "path": h["path"],
+            "state": h["state"],
+            "since": h["since"],
+            "reason": h["reason"],
+        }
+        for h in held
+    ]
+    report["newest"] = {
+        channel: {
+            "name": r.name,
+            "delivered_as": r.delivered_as,
+            "date_obs": r.date_obs,
+            "delivered_at": r.finished_at or 0,
+            "pointer": _pointer(settings.paths.newdata, channel),
+        }
+        for channel, r in sorted(newest.items())
+    }
     latencies = sorted(r.latency for r in rows if r.latency is not None)
     report["latency"] = _latency(latencies)
     problems = [
@@ -105,6 +164,17 @@ def gather(settings, night: str | None = None, now: float | None = None) -> dict
     report["running_as_root"] = info.get("running_as_root") if running else None
     report["found_by_rescan"] = info.get("found_by_rescan", 0)
     return report
+
+
+def _pointer(newdata, channel: str) -> dict[str, Any]:
+    """What ``<newdata>/<CHAN>.new`` names now (observers' modsDisp reads it), or why it cannot be read."""
+    path = os.path.join(newdata, f"{channel}.new")
+    try:
+        with open(path, "rb") as f:
+            text = f.read(4096).decode("ascii", "replace").strip()
+    except OSError as exc:
+        return {"file": path, "names": None, "error": exc.strerror or str(exc)}
+    return {"file": path, "names": text or None, "error": None if text else "empty"}
 
 
 def _service(info: dict[str, Any], running: bool, now: float) -> dict[str, Any]:
@@ -199,6 +269,32 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
         lines.append(f"WARNING:  {report['running_as_root']}")
     if report.get("found_by_rescan"):
         lines.append(f"          {report['found_by_rescan']} file(s) found only by a rescan since start")
+    dirs = report.get("directory_problems") or []
+    if dirs:
+        lines.append(f"DIRECTORY PROBLEMS ({len(dirs)}):")
+        lines += [f"  {p}" for p in dirs]
+    waiting = report.get("waiting") or []
+    if waiting:
+        lines.append(
+            f"WAITING FOR A DESTINATION ({len(waiting)}): processed, not delivered; "
+            "tried again until a destination takes them"
+        )
+        for w in waiting:
+            due = (w["next_try"] or now) - now
+            lines.append(
+                f"  {w['name']}  since {_utc(w['since'])} ({_ago(now - (w['since'] or now))}), "
+                f"{w['attempts']} attempt(s), next try {'now' if due <= 0 else 'in ' + _ago(due)}"
+            )
+            lines.append(f"             {w['reason']}")
+    held = report.get("held") or []
+    if held:
+        lines.append(f"Held by the gate ({len(held)}):")
+        for h in held:
+            reason = f": {h['reason']}" if h.get("reason") else ""
+            lines.append(
+                f"  {h['state'].upper():<20} {h['name']}  since {_utc(h['since'])} "
+                f"({_ago(now - (h['since'] or now))}){reason}"
+            )
     scope = f"Night {report['night']}" if report["night"] else "Last 24 h"
     counts = report["counts"]
     if not counts:
@@ -206,6 +302,9 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
         return "\n".join(lines)
     total = sum(counts.values())
     parts = [f"{n} {state}" for state, n in counts.items() if n or state == DELIVERED]
+    if counts.get(WAITING):
+        total -= counts[WAITING]  # shown above; they may be older than the window
+        parts = [p for p in parts if not p.endswith(f" {WAITING}")]
     lines.append(f"{scope}: {total} file(s): " + ", ".join(parts))
     gate = report.get("gate") or {}
     if gate.get("considering"):
@@ -217,16 +316,23 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
     if report.get("oldest_queued_age") is not None:
         lines.append(f"          oldest queued file waiting {_ago(report['oldest_queued_age'])}")
     if report["newest"]:
-        lines.append("Newest per channel:")
+        lines.append("Newest exposure per channel (by DATE-OBS), and what <CHAN>.new names:")
         for channel, n in report["newest"].items():
-            shown = (
-                n["name"]
-                if not n["delivered_as"] or n["delivered_as"] == n["name"]
-                else (f"{n['name']} as {n['delivered_as']}")
-            )
+            shown = n["delivered_as"] or n["name"]
+            if shown != n["name"]:
+                shown = f"{n['name']} as {shown}"
             lines.append(
-                f"  {channel:<7} {shown}  {_utc(n['delivered_at'])} ({_ago(now - n['delivered_at'])} ago)"
+                f"  {channel:<7} {shown}  DATE-OBS {n['date_obs'] or '?'}, delivered "
+                f"{_utc(n['delivered_at'])} ({_ago(now - n['delivered_at'])} ago)"
             )
+            pointer = n.get("pointer") or {}
+            delivered_name = n["delivered_as"] or n["name"]
+            if pointer.get("error"):
+                lines.append(f"          {channel}.new: cannot read: {pointer['error']}")
+            elif pointer.get("names") == delivered_name:
+                lines.append(f"          {channel}.new: {pointer['names']} (the same)")
+            else:
+                lines.append(f"          {channel}.new: {pointer.get('names')} (NOT the newest exposure)")
     lat = report["latency"]
     if lat:
         lines.append(
@@ -248,3 +354,60 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
             f"file(s): modsingest status --night CCYYMMDD"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- monitoring
+def check(report: dict[str, Any]) -> tuple[int, str]:
+    """The monitoring verdict: (exit status, one line), in the Nagios/Icinga plugin convention.
+
+    CRITICAL (2): the service is not running or not responding, a configured
+    directory is missing or unusable, or files wait for a destination (delivery
+    has stopped).  WARNING (1): failed or incomplete files in the window, files
+    the gate found impossible, or inotify blind.  OK (0) otherwise.  After the
+    text, ``|`` and performance data (counts) for graphs.
+    """
+    critical: list[str] = []
+    warning: list[str] = []
+    svc = report["service"]
+    if svc.get("state") != "running":
+        critical.append(f"service {svc.get('state', 'not running')}")
+    dirs = report.get("directory_problems") or []
+    if dirs:
+        critical.append(f"{len(dirs)} directory problem(s): {dirs[0].split(': ', 1)[-1]}")
+    waiting = report.get("waiting") or []
+    if waiting:
+        critical.append(f"{len(waiting)} file(s) waiting for a destination ({waiting[0]['reason']})")
+    problems = report.get("problems") or []
+    failed = sum(1 for p in problems if p["state"] == FAILED)
+    incomplete = sum(1 for p in problems if p["state"] == INCOMPLETE)
+    if failed:
+        warning.append(f"{failed} failed")
+    if incomplete:
+        warning.append(f"{incomplete} incomplete")
+    impossible = [h for h in report.get("held") or [] if h["state"] == "impossible"]
+    if impossible:
+        warning.append(f"{len(impossible)} impossible file(s) held")
+    if report.get("inotify_blind"):
+        warning.append("inotify blind (rescans and UDP still find files)")
+    level = CRITICAL if critical else WARNING if warning else OK
+    counts = report.get("counts") or {}
+    if level == OK:
+        text = (
+            f"{counts.get(DELIVERED, 0)} delivered in the last 24 h"
+            if not report.get("night")
+            else (f"{counts.get(DELIVERED, 0)} delivered on night {report['night']}")
+        )
+    else:
+        text = "; ".join(critical + warning)
+    perf = " ".join(
+        f"{key}={value}"
+        for key, value in (
+            ("delivered", counts.get(DELIVERED, 0)),
+            ("failed", counts.get(FAILED, 0)),
+            ("incomplete", counts.get(INCOMPLETE, 0)),
+            ("queued", counts.get(QUEUED, 0)),
+            ("waiting", len(waiting)),
+            ("held", len(report.get("held") or [])),
+        )
+    )
+    return level, f"MODSINGEST {LEVELS[level]} - {' '.join(text.split())} | {perf}"

@@ -149,6 +149,7 @@ def result_dict(res: Any) -> dict[str, Any]:
         "retryable": bool(getattr(res, "retryable", False)),
         "side": getattr(res, "side", None),
         "kind": getattr(res, "kind", None),
+        "date_obs": getattr(res, "date_obs", None),
         "seconds": float(res.seconds or 0.0),
         "timings": dict(getattr(res, "timings", {}) or {}),
     }
