@@ -164,7 +164,7 @@ SERVICES_3K = (
 def _layout_3k(run: Run, key: str) -> Layout:
     root = run.work / f"svc-{key}"
     if key == "prod_poll_udp":
-        return Layout.production(root, CHANNEL)
+        return Layout.production(root, CHANNEL, any_port=run.args.smoke)
     if key == "prod_inotify":
         return Layout.production(root, CHANNEL, inotify=True)
     a = run.args

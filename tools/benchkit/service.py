@@ -116,12 +116,13 @@ class Layout:
         return cls(root, dirs["raw"], dirs["newdata"], dirs["processed"], dirs["state"], config)
 
     @classmethod
-    def production(cls, root: Path, channel: str, *, inotify: bool = False) -> Layout:
+    def production(cls, root: Path, channel: str, *, inotify: bool = False, any_port: bool = False) -> Layout:
         """``etc/mods1.yaml`` with its directories moved under ``root``, nothing else changed.
 
         Each shipped raw directory ``/data/<chan>`` becomes ``root/raw/<chan>``;
         files go into the one of ``channel``.  UDP stays on at the shipped port
-        unless another program holds it (then a free port, said in ``note``).
+        unless another program holds it, or ``any_port`` (smoke runs, which may
+        run beside each other): then a free port, said in ``note``.
         ``inotify=True`` is the reference it is compared with: the same file with
         ``watch.method: inotify`` and UDP off, so inotify's close event alone is
         the writer-done signal.  The result is loaded back and compared with the
@@ -143,9 +144,10 @@ class Layout:
         if inotify:
             doc["watch"]["method"] = "inotify"
             udp["enabled"] = False
-        elif not udp_port_free(int(udp["port"])):
+        elif any_port or not udp_port_free(int(udp["port"])):
             port = free_udp_port()
-            note = f"UDP port {udp['port']} is taken on this machine: port {port} used"
+            why = "a smoke run" if any_port else "it is taken on this machine"
+            note = f"UDP port {port} used instead of {udp['port']} ({why})"
             udp["port"] = port
         buf = io.StringIO()
         yaml.dump(doc, buf)
