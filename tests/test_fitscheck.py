@@ -216,3 +216,17 @@ def test_reader_refuses_impossible_sizes_with_the_scan_reason(tmp_path):
     with pytest.raises(frame.ReadError) as err:
         frame.read(path)
     assert str(err.value) == f"{path}: HDU 2 has a negative size: NAXIS1 = -1"
+
+
+def test_amplifier_whose_size_is_not_its_shape_is_impossible(tmp_path):
+    """An IMAGE extension is PCOUNT 0, GCOUNT 1; otherwise the reader would misplace the pixels."""
+    # 2 x (96 x 48 + 10) bytes: still within the padding, so the walk goes on
+    layout = scan(tmp_path, _set_card(tiny_raw(), 2, "PCOUNT", "10"))
+    assert layout.impossible
+    assert layout.problems == ["IM2 data size 9236 does not match its shape (PCOUNT/GCOUNT)"]
+    # GCOUNT 0: no data at all, in a file that ends right after IM4's header
+    data = tiny_raw(conpars=False)
+    im4 = fitscheck.scan_bytes(data).hdus[4]
+    layout = scan(tmp_path, _set_card(data, 4, "GCOUNT", "0")[: im4.data_offset])
+    assert layout.impossible
+    assert layout.problems == ["IM4 data size 0 does not match its shape (PCOUNT/GCOUNT)"]

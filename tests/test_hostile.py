@@ -234,6 +234,8 @@ def test_pipeline_delivers_or_names_the_file_and_the_problem(pipe_layout, case):
     raw = pipe_layout["raw"] / f"mods1b.20260102.{pipe_layout['count'][0]:04d}.fits"
     raw.write_bytes(data)
     before = hashlib.sha256(data).hexdigest()
+    with bounded(f"scan of the file of {mutations}"):  # by pread, as the gate does
+        assert fitscheck.scan(raw).problems == fitscheck.scan_bytes(data, raw).problems
     with bounded(f"Pipeline.process of {mutations}"):
         result = pipe_layout["pipeline"].process(raw)
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == before  # never modified

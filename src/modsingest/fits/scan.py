@@ -369,6 +369,11 @@ def _check_expected(layout: Layout) -> None:
     for h in layout.hdus[1:5]:
         if h.xtension != "IMAGE" or len(h.shape) != 2:
             layout._impossible(f"{h.extname} is not a 2-D image extension")
+        elif h.data_nbytes != abs(h.bitpix) // 8 * h.shape[0] * h.shape[1]:
+            # PCOUNT/GCOUNT other than 0/1: the pixels would not be where the shape says
+            layout._impossible(
+                f"{h.extname} data size {h.data_nbytes} does not match its shape (PCOUNT/GCOUNT)"
+            )
 
 
 class _PreadBuffer:
