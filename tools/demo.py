@@ -40,7 +40,12 @@ def fresh_layout() -> dict[str, Path]:
     if DEMO.exists():
         shutil.rmtree(DEMO)
     dirs = {c: DEMO / "raw" / c for c in CHANNELS}
-    dirs.update(newdata=DEMO / "newdata", processed=DEMO / "processed", state=DEMO / "state")
+    dirs.update(
+        newdata=DEMO / "newdata",
+        processed=DEMO / "processed",
+        state=DEMO / "state",
+        nightlog=DEMO / "nightlog",
+    )
     for d in dirs.values():
         d.mkdir(parents=True)
     return dirs
@@ -85,6 +90,20 @@ def delivered(newdata: Path) -> list[str]:
     return sorted(p.name for p in newdata.glob("*.fits") if not p.name.startswith("."))
 
 
+def show_night_log(directory: Path, shown: int) -> int:
+    """Print the rows of the night log added since ``shown`` (it grows with every delivery)."""
+    for log in sorted(directory.glob("*_mods.txt")):
+        lines = log.read_text().splitlines()
+        if len(lines) - 1 > shown:
+            if shown == 0:
+                say(f"night log {log.relative_to(ROOT)} (rewritten on every delivery, DATE-OBS order):")
+                say(f"  {lines[0].rstrip()}")
+            for line in lines[1 + shown :]:
+                say(f"  {line.rstrip()}")
+            return len(lines) - 1
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6, help="files to write (default 6)")
@@ -104,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     from modsingest import sim as simulate
 
     dirs = fresh_layout()
-    say(f"fresh layout in {DEMO.relative_to(ROOT)}/: raw/{{mods1b,mods1r}}, newdata, processed, state")
+    say(
+        f"fresh layout in {DEMO.relative_to(ROOT)}/: raw/{{mods1b,mods1r}}, newdata, processed, state, nightlog"
+    )
     say(f"starting: modsingest watch --config {CONFIG.relative_to(ROOT)}")
     proc, ready = start_agent()
     deadline = time.monotonic() + args.timeout
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     written: list[str] = []
     seen: set[str] = set()
+    log_rows = 0  # night-log rows shown so far
     seq = {c: 0 for c in CHANNELS}
     next_write = time.monotonic()
     try:
@@ -142,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in seen:
                     seen.add(name)
                     say(f"newdata/{name} appeared ({len(seen)}/{len(written)} delivered)")
+                    log_rows = show_night_log(dirs["nightlog"], log_rows)
             time.sleep(0.1)
     except KeyboardInterrupt:
         say("Ctrl-C: stopping the agent")
     code = stop_agent(proc)
+    show_night_log(dirs["nightlog"], log_rows)  # rows written after the last file appeared
     say(f"the agent stopped (exit status {code})")
     print(flush=True)
     status = subprocess.run(

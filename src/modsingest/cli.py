@@ -37,6 +37,10 @@ SUBCOMMANDS = {
         "modsingest.commands.export",
         "write files in the pre-Archon single-image format (PypeIt, modsCCDRed)",
     ),
+    "nightlog": (
+        "modsingest.commands.nightlog",
+        "print a night's log (the observers' columns) from the ledger",
+    ),
     "simulate": ("modsingest.commands.simulate", "write azcam-like raw files (for tests and the demo)"),
     "check": (
         "modsingest.commands.check",

@@ -43,15 +43,42 @@ def command(args: argparse.Namespace) -> int:
         print(f"modsingest: {exc}", file=sys.stderr)
         return 2
     failed = 0
+    ledger = None
     for name in args.files:
         result = pipeline.process(name)
         if result.ok:
+            ledger = _night_log(settings, ledger, result)
             if not args.quiet:
                 print(result.summary())
         else:
             failed += 1
             print(f"modsingest: {result.error}", file=sys.stderr)
+    if ledger is not None:
+        ledger.close()
     if failed:
         print(f"modsingest: {failed} of {len(args.files)} file(s) not delivered", file=sys.stderr)
         return 1
     return 0
+
+
+def _night_log(settings, ledger, result):
+    """The delivered file's night-log line into the ledger and the night's log file.
+
+    ``process`` writes no file rows (the service owns them) but keeps the night
+    log as the service does.  A problem here is a warning: the file is delivered.
+    """
+    from modsingest import nightlog
+
+    if result.log is None:
+        return ledger
+    try:
+        if ledger is None:
+            from modsingest.service.ledger import Ledger
+
+            ledger = Ledger(settings.paths.state)
+        nightlog.update(ledger, settings.paths.nightlog, result.log)
+    except Exception as exc:
+        print(
+            f"modsingest: {result.name}: night log not updated: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+    return ledger

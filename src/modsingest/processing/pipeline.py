@@ -10,11 +10,12 @@ once, so the first file is as fast as the rest.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modsingest import names
+from modsingest import names, nightlog
 from modsingest.config import Settings, check_steps_known
 from modsingest.fits import cardconf as fitsconf
 from modsingest.fits import frame as frame_mod
@@ -53,6 +54,8 @@ class Result:
     #: when the exposure was taken (DATE-OBS with its time, as delivered): what
     #: ``status`` calls the newest exposure of a channel
     date_obs: str | None = None
+    #: the night-log line of the delivered file (header values at delivery, size, SHA-256)
+    log: nightlog.Entry | None = None
 
     def summary(self) -> str:
         """The one log line per file."""
@@ -63,6 +66,25 @@ class Result:
             f"delivered {self.source.name} as {self.name} in {self.seconds * 1000:.0f} ms "
             f"(steps {','.join(self.steps) or 'none'}){warn}"
         )
+
+
+def _sha256(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, read in 4 MB pieces (hashlib releases the GIL on them)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    with open(path, "rb") as fh:
+        expected = os.fstat(fh.fileno()).st_size
+        for _ in range(expected // len(buf) + 1):  # bounded by the size when opened
+            n = fh.readinto(buf)
+            if not n:
+                break
+            digest.update(view[:n])
+            size += n
+    return size, digest.hexdigest()
 
 
 class Pipeline:
@@ -168,6 +190,30 @@ class Pipeline:
             except Exception as exc:  # the delivery stands whatever happens here
                 log.warning("%s: legacy copy not written: %s", path.name, exc)
                 result.warnings.append(f"legacy: not written: {type(exc).__name__}: {exc}")
+        result.log = self._log_entry(frame, delivery, result)
+
+    @staticmethod
+    def _log_entry(frame, delivery, result: Result) -> nightlog.Entry:
+        """The night-log line: the delivered header's values and the delivered file's size and SHA-256.
+
+        Hashed from the newdata copy (just written, in the page cache), else the
+        processed copy; a file that cannot be read again gets no size or hash.
+        """
+        size = digest = None
+        for output in (delivery.outputs[1], delivery.outputs[0]):
+            try:
+                size, digest = _sha256(output)
+                break
+            except OSError as exc:
+                log.warning("%s: cannot read back for the night log: %s", output, exc.strerror or exc)
+        return nightlog.Entry(
+            night=publish.night_of(delivery.name, frame.primary),
+            name=delivery.name,
+            fields=nightlog.fields_from_header(frame.primary, delivery.name),
+            size=size,
+            sha256=digest,
+            warnings=tuple(result.warnings),
+        )
 
     def _publish(self, path: Path, frame, result: Result):
         """Write and publish; if rendering MERGED fails mid-stream, deliver without it.

@@ -247,7 +247,7 @@ class Service:
             log.error("%s", exc)
             ledger.close()
             return 2
-        self.dispatcher = Dispatcher(ledger, pool, metrics=self.metrics)
+        self.dispatcher = Dispatcher(ledger, pool, metrics=self.metrics, nightlog_dir=s.paths.nightlog)
         gate = Gate(
             poll_interval=s.watch.poll_interval,
             settle=s.watch.settle,

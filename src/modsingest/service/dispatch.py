@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from modsingest import nightlog
 from modsingest.service.ledger import FAILED, PROCESSING, Ledger, Row
 from modsingest.service.workers import Job, Outcome, WorkerPool, forget_published, take_published
 
@@ -57,8 +58,11 @@ class Dispatcher:
         metrics: Any = None,
         max_attempts: int = MAX_ATTEMPTS,
         only: set[int] | None = None,
+        nightlog_dir: Path | None = None,
     ):
         self.ledger = ledger
+        #: paths.nightlog: the night's log file is rewritten after each delivery
+        self.nightlog_dir = nightlog_dir
         self.only = only
         self.pool = pool
         self.metrics = metrics
@@ -100,6 +104,16 @@ class Dispatcher:
         forget_published(Path(self.ledger.path).parent, o.job.id)
         return after
 
+    def _night_log(self, row: Row, entry: dict[str, Any] | None) -> None:
+        """Store the delivered file's night-log line and rewrite the night's log: never fatal."""
+        if not entry:
+            return
+        try:
+            nightlog.update(self.ledger, self.nightlog_dir, nightlog.Entry.from_dict(entry))
+        except Exception as exc:  # the file is delivered; the log catches up at the next delivery
+            log.warning("%s: night log not updated: %s: %s", row.name, type(exc).__name__, exc)
+            self._metric("warned", "nightlog", 1)
+
     def _record(self, o: Outcome) -> Row:
         row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
         if o.died is not None:
@@ -135,6 +149,7 @@ class Dispatcher:
             woken = self.ledger.requeue_waiting()
             if woken:
                 log.info("a destination accepts files again: %d waiting file(s) queued", woken)
+            self._night_log(after, res.get("log"))
             latency = after.latency or 0.0
             self._metric("delivered", after.channel or after.name, latency, seconds)
             for step, count in _warnings_by_step(warnings).items():
@@ -245,6 +260,8 @@ def adopt_published(ledger: Ledger) -> list[Row]:
             date_obs=res.get("date_obs"),
         )
         log.info("%s (published as the last run ended; recorded now)", delivered_line(after, res))
+        if res.get("log"):  # its night's log file is rewritten at that night's next delivery
+            ledger.record_log(nightlog.Entry.from_dict(res["log"]))
         adopted.append(after)
     return adopted
 

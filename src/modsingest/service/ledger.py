@@ -56,10 +56,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from modsingest.names import channel_of_name, night_of
+from modsingest.nightlog import Entry, order
 
 FILENAME = "ledger.sqlite3"
 SERVICE_LOCK = "service.lock"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 QUEUED = "queued"
 PROCESSING = "processing"
@@ -110,6 +111,14 @@ CREATE TABLE IF NOT EXISTS service (
     key   TEXT PRIMARY KEY,
     value TEXT
 );
+CREATE TABLE IF NOT EXISTS nightlog (
+    night    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    date_obs TEXT NOT NULL,
+    entry    TEXT NOT NULL,
+    updated  REAL NOT NULL,
+    PRIMARY KEY (night, name)
+);
 CREATE TABLE IF NOT EXISTS requests (
     id       INTEGER PRIMARY KEY,
     path     TEXT NOT NULL,
@@ -143,6 +152,17 @@ CREATE TABLE IF NOT EXISTS held (
 );
 UPDATE files SET state='waiting', retry_at=0, waiting_since=finished_at
     WHERE state='failed' AND current=1 AND reason LIKE '%: cannot publish: %';
+""",
+    # Version 3: the night log's line of each delivered file (docs/formats.md).
+    2: """
+CREATE TABLE IF NOT EXISTS nightlog (
+    night    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    date_obs TEXT NOT NULL,
+    entry    TEXT NOT NULL,
+    updated  REAL NOT NULL,
+    PRIMARY KEY (night, name)
+);
 """,
 }
 
@@ -566,6 +586,25 @@ class Ledger:
                 ),
             )
         return self.row(row_id)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ night log
+    def record_log(self, entry: Entry) -> None:
+        """The night-log line of a delivered file; a later delivery of the same name replaces it."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO nightlog (night, name, date_obs, entry, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (night, name) DO UPDATE SET date_obs=excluded.date_obs, "
+                "entry=excluded.entry, updated=excluded.updated",
+                (entry.night, entry.name, entry.date_obs, json.dumps(entry.to_dict()), self._clock()),
+            )
+
+    def log_entries(self, nights: Iterable[str]) -> list[Entry]:
+        """The night-log lines of ``nights``, in DATE-OBS order."""
+        out: list[Entry] = []
+        for night in nights:
+            rows = self._query("SELECT entry FROM nightlog WHERE night=? ORDER BY date_obs, name", (night,))
+            out += [Entry.from_dict(json.loads(r["entry"])) for r in rows]
+        return order(out)
 
     def failed(
         self, row_id: int, reason: str, *, seconds: float | None = None, warnings: Iterable[str] = ()

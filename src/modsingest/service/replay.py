@@ -241,7 +241,7 @@ def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in
         except WorkerStartError as exc:
             print(f"modsingest replay: {exc}", file=sys.stderr)
             return 2
-        dispatcher = Dispatcher(ledger, pool, only=ids)
+        dispatcher = Dispatcher(ledger, pool, only=ids, nightlog_dir=settings.paths.nightlog)
         finished: list[Row] = []
         interrupted = False
         with logging_redirect_tqdm(), tqdm(total=len(ids), unit="file", disable=None) as bar:

@@ -152,6 +152,7 @@ def result_dict(res: Any) -> dict[str, Any]:
         "date_obs": getattr(res, "date_obs", None),
         "seconds": float(res.seconds or 0.0),
         "timings": dict(getattr(res, "timings", {}) or {}),
+        "log": res.log.to_dict() if getattr(res, "log", None) is not None else None,
     }
 
 
