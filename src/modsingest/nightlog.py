@@ -182,7 +182,7 @@ def log_path(directory: Path, night: str) -> Path:
 
 def rewrite(directory: Path, night: str, entries: list[Entry]) -> Path:
     """Write the night's log atomically (temporary file, fsync, rename)."""
-    from modsingest.processing.publish import atomic_write
+    from modsingest.fsutil import atomic_write
 
     final = log_path(directory, night)
     atomic_write(Path(directory), final.name, [to_txt(entries).encode("utf-8")])

@@ -491,14 +491,20 @@ class WorkerPool:
 
 
 def destination_dirs(settings: Settings) -> list[Path]:
-    """Where temporary files are made: newdata, processed and each processed/<night>."""
-    dirs = [Path(settings.paths.newdata), Path(settings.paths.processed)]
-    try:
-        dirs += [
-            Path(e.path) for e in os.scandir(settings.paths.processed) if e.is_dir(follow_symlinks=False)
-        ]
-    except OSError:
-        pass
+    """Where temporary files are made: newdata, processed and each processed/<night>,
+    and the optional outputs (legacy/<night>, the night log, compressed/<night>)."""
+    p = settings.paths
+    dirs = [Path(p.newdata)]
+    if p.nightlog is not None:
+        dirs.append(Path(p.nightlog))
+    for root in (p.processed, p.legacy, p.compressed):
+        if root is None:
+            continue
+        dirs.append(Path(root))
+        try:
+            dirs += [Path(e.path) for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass
     return dirs
 
 
