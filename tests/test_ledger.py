@@ -370,10 +370,11 @@ def test_a_version_1_ledger_is_migrated_without_losing_a_row(tmp_path):
         assert [r.path for r in led.waiting()] == ["/r/b.fits"]
         assert led.info() == {"pid": 42}
         assert led.held() == []
+        assert led.log_entries(["20260102"]) == []  # version 3's night-log table is there
     finally:
         led.close()
     db = sqlite3.connect(path_of(tmp_path))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
 
 
