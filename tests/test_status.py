@@ -137,6 +137,7 @@ def test_running_service_and_blind_inotify(settings):
             "rescan_interval": 60.0,
         },
         gate={"considering": 2, "waiting_for_conpars": 1, "incomplete": 0},
+        unwatched=["/data/mods1r"],
     )
     led.close()
     fd = lock_service(state)
@@ -151,6 +152,8 @@ def test_running_service_and_blind_inotify(settings):
     assert "rescans every 60 s" in text
     assert "3 file(s) found only by a rescan" in text
     assert "waiting for CONPARS: 1" in text
+    assert "WARNING:  not watched by inotify (missing or unmounted; rescans go on): /data/mods1r" in text
+    assert report["service"]["unwatched"] == ["/data/mods1r"]
 
 
 def test_stale_heartbeat_is_a_problem(settings):

@@ -350,6 +350,7 @@ class Service:
                     heartbeat=time.time(),
                     gate=self.gate_loop.counts(),
                     observer_restarts=self.detector.observer_restarts,
+                    unwatched=[str(d) for d in self.detector.unwatched],
                     worker_deaths=self.dispatcher.pool.deaths,
                 )
                 self._record_held()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -66,7 +67,9 @@ Emit = Callable[[str, str], None]
 
 # --------------------------------------------------------------------------- inotify
 #: The kernel events that matter for a raw file; IN_DELETE_SELF so a vanished
-#: directory ends its emitter (and the health check rebuilds the watch).
+#: directory ends its emitter (and the health check rebuilds the watch).  The
+#: kernel adds IN_UNMOUNT and IN_IGNORED by itself: a watch it removed is
+#: reported through ``_RawDirWatch.on_lost`` and re-armed (``Detector.check``).
 RAW_EVENT_MASK = (
     InotifyConstants.IN_CLOSE_WRITE
     | InotifyConstants.IN_MOVED_TO
@@ -76,26 +79,39 @@ RAW_EVENT_MASK = (
 
 
 class _RawDirWatch(InotifyWatchGroup):
-    """watchdog's watch group, telling us when the kernel's event queue overflowed.
+    """watchdog's watch group, telling us when the kernel's event queue overflowed
+    and when the kernel removed the watch.
 
     watchdog itself only repairs recursive watches on overflow; for us an
-    overflow means files may have gone unseen, so it must trigger a rescan.
+    overflow means files may have gone unseen, so it must trigger a rescan.  A
+    watch the kernel removed (IN_IGNORED: the directory deleted, its file system
+    unmounted) leaves watchdog's emitter running on nothing, so it would never
+    be re-armed: ``on_lost`` says so.  Our own stop deactivates the group first,
+    so its IN_IGNORED is not taken for a loss.
     """
 
     on_overflow: Callable[[], None] | None = None
+    on_lost: Callable[[], None] | None = None
 
     def on_queue_overflow(self) -> None:
         super().on_queue_overflow()
         if self.on_overflow is not None:
             self.on_overflow()
 
+    def on_watch_deleted(self, wd) -> None:
+        active = self.is_active
+        super().on_watch_deleted(wd)
+        if active and self.on_lost is not None:
+            self.on_lost()
+
 
 class _RawDirEmitter(InotifyEmitter):
     """watchdog's inotify emitter with our kernel mask and the overflow callback."""
 
-    def __init__(self, *args, on_overflow: Callable[[], None], **kwargs):
+    def __init__(self, *args, on_overflow: Callable[[], None], on_lost: Callable[[], None], **kwargs):
         super().__init__(*args, **kwargs)
         self._on_overflow = on_overflow
+        self._on_lost = on_lost
 
     def get_event_mask_from_filter(self):
         return RAW_EVENT_MASK
@@ -109,14 +125,16 @@ class _RawDirEmitter(InotifyEmitter):
             follow_symlink=self.watch.follow_symlink,
         )
         group.on_overflow = self._on_overflow
+        group.on_lost = self._on_lost
         self._inotify = group
 
 
 class _RawDirObserver(InotifyObserver):
-    def __init__(self, on_overflow: Callable[[], None]):
+    def __init__(self, on_overflow: Callable[[], None], on_lost: Callable[[], None]):
         super().__init__()
         self._emitter_class = _RawDirEmitter
         self._emitter_kwargs["on_overflow"] = on_overflow
+        self._emitter_kwargs["on_lost"] = on_lost
 
     def healthy(self, expected: int) -> bool:
         emitters = list(self.emitters)
@@ -129,17 +147,25 @@ class _RawDirObserver(InotifyObserver):
 
 
 class _Hinter(FileSystemEventHandler):
-    """Runs in watchdog's thread: a path and nothing more."""
+    """Runs in watchdog's thread: a path and nothing more.
 
-    def __init__(self, emit: Emit):
+    The watch is on the raw directory's resolved target (a watch on a symbolic
+    link sees nothing), but the path hinted is under the configured name, as
+    the scanner and the ledger spell it.
+    """
+
+    def __init__(self, emit: Emit, directory: Path):
         self._emit = emit
+        self._directory = str(directory)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        path = os.fsdecode(event.dest_path or event.src_path)
-        if is_candidate(os.path.basename(path)):
-            self._emit(path, CLOSED if event.event_type == _WRITER_DONE else EVENT)
+        name = os.path.basename(os.fsdecode(event.dest_path or event.src_path))
+        if is_candidate(name):
+            self._emit(
+                os.path.join(self._directory, name), CLOSED if event.event_type == _WRITER_DONE else EVENT
+            )
 
 
 # --------------------------------------------------------------------------- scanning
@@ -275,6 +301,10 @@ class Detector:
         self._observer: _RawDirObserver | None = None
         self._observer_lock = threading.Lock()
         self._observer_down_logged = False
+        #: per raw directory, the (device, inode) its name led to when the watches
+        #: were armed; None: not watched (missing, not a directory, refused)
+        self._armed: dict[Path, tuple[int, int] | None] = {}
+        self._watch_lost = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rescan_reason: str | None = None
@@ -306,7 +336,8 @@ class Detector:
 
     # ------------------------------------------------------------------ supervision
     def check(self) -> list[str]:
-        """Called about once a second by the service: notice and restart dead threads.
+        """Called about once a second by the service: notice and restart dead threads,
+        and re-arm the inotify watches when a raw directory is no longer the one watched.
 
         Returns what is wrong right now (empty when all is well).
         """
@@ -320,24 +351,74 @@ class Detector:
             return problems
         with self._observer_lock:
             observer = self._observer
-            if observer is not None and observer.healthy(len(self.dirs)):
-                return problems
-            if observer is not None:
+        reason = self._rearm_reason(observer)
+        if reason is not None:
+            if observer is not None and reason == _OBSERVER_DEAD:
                 log.error("the inotify observer stopped working; restarting it and rescanning")
-                self._observer = None
-                _stop_observer(observer, 2.0)
-        if self._start_observer():
-            self.observer_restarts += 1
-            self.request_rescan("inotify observer restarted")
-        else:
+            elif observer is not None:
+                log.warning("%s: watching the raw directories again and rescanning", reason)
+            self._restart_observer(reason)
+        if self._observer is None:
             problems.append("inotify observer down")
+        problems += [f"{d}: not watched by inotify" for d in self.unwatched]
         return problems
 
+    @property
+    def unwatched(self) -> list[Path]:
+        """Raw directories inotify does not watch now (rescans still list them)."""
+        if self.method != "inotify":
+            return []
+        if self._observer is None:
+            return list(self.dirs)
+        return [d for d in self.dirs if self._armed.get(d) is None]
+
+    def _rearm_reason(self, observer: _RawDirObserver | None) -> str | None:
+        """Why the watches must be armed again, or None.
+
+        A directory removed and made again, unmounted and mounted again, renamed
+        away, or a symbolic link pointed elsewhere: its name leads to another
+        (device, inode) than the one watched.  A watch the kernel dropped (the
+        same directory unmounted and mounted again can come back with the same
+        numbers) is reported by ``_RawDirWatch.on_lost``.
+        """
+        if observer is None:
+            return _OBSERVER_DEAD
+        if self._watch_lost.is_set():
+            return "the kernel removed an inotify watch (a raw directory deleted or unmounted)"
+        if not observer.healthy(sum(1 for ident in self._armed.values() if ident is not None)):
+            return _OBSERVER_DEAD
+        for directory in self.dirs:
+            if _identity(directory) != self._armed.get(directory):
+                return f"raw directory {directory} changed (made again, remounted or relinked)"
+        return None
+
+    def _restart_observer(self, reason: str) -> None:
+        with self._observer_lock:
+            observer, self._observer = self._observer, None
+        if observer is not None:
+            _stop_observer(observer, 2.0)
+        if self._start_observer():
+            self.observer_restarts += 1
+            self.request_rescan(reason)
+
     def _start_observer(self) -> bool:
-        observer = _RawDirObserver(on_overflow=self._on_overflow)
+        """Arm a watch on every raw directory that is there; the others wait for ``check``.
+
+        The watch is on the directory's resolved target: inotify on a symbolic
+        link itself sees nothing of the files behind it.
+        """
+        self._watch_lost.clear()
+        observer = _RawDirObserver(on_overflow=self._on_overflow, on_lost=self._on_lost)
+        armed: dict[Path, tuple[int, int] | None] = {}
         try:
             for directory in self.dirs:
-                observer.schedule(_Hinter(self._emit), str(directory), recursive=False)
+                armed[directory] = ident = _identity(directory)  # before the watch: a swap after it is seen
+                if ident is None:
+                    self._say_unwatched(directory, "missing or not a directory")
+                    continue
+                observer.schedule(
+                    _Hinter(self._emit, directory), os.path.realpath(directory), recursive=False
+                )
             observer.start()
         except OSError as exc:
             if not self._observer_down_logged:
@@ -348,9 +429,25 @@ class Detector:
         if self._observer_down_logged:
             log.info("inotify watches on the raw directories are back")
             self._observer_down_logged = False
+        for directory, ident in armed.items():
+            if ident is not None and self._armed.get(directory, ident) is None:
+                log.info("raw directory %s is watched by inotify again", directory)
         with self._observer_lock:
+            self._armed = armed
             self._observer = observer
         return True
+
+    def _say_unwatched(self, directory: Path, why: str) -> None:
+        if directory not in self._armed or self._armed[directory] is not None:  # once per loss
+            log.error(
+                "cannot watch raw directory %s with inotify: %s (rescans go on; watched again when it is back)",
+                directory,
+                why,
+            )
+
+    def _on_lost(self) -> None:
+        if not self._stop.is_set():
+            self._watch_lost.set()
 
     def _on_overflow(self) -> None:
         log.warning("inotify event queue overflowed: events were lost; rescanning")
@@ -396,6 +493,20 @@ class Detector:
             return
         if found and source != POLL:
             log.info("%s scan: %d file(s) to look at", source, found)
+
+
+#: why ``check`` restarts the observer when its threads died
+_OBSERVER_DEAD = "the inotify observer stopped working"
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """(device, inode) of what the directory's name leads to now (symbolic links
+    followed); None when it is missing or not a directory."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _stop_observer(observer: _RawDirObserver, timeout: float) -> None:

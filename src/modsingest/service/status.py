@@ -187,6 +187,7 @@ def _service(info: dict[str, Any], running: bool, now: float) -> dict[str, Any]:
         "started": info.get("started"),
         "stopped": info.get("stopped"),
         "observer_restarts": info.get("observer_restarts", 0),
+        "unwatched": info.get("unwatched", []) if running else [],
         "worker_deaths": info.get("worker_deaths", 0),
     }
     beat = info.get("heartbeat")
@@ -254,6 +255,10 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
     ):
         if svc.get(key):
             lines.append(f"          {svc[key]} {label} since start")
+    if svc.get("unwatched"):
+        lines.append(
+            f"WARNING:  not watched by inotify (missing or unmounted; rescans go on): {', '.join(svc['unwatched'])}"
+        )
     blind = report.get("inotify_blind")
     if blind:
         every = blind.get("rescan_interval")
