@@ -2,17 +2,52 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    ?= $(BIN)/pip
 STAMP  := $(VENV)/.installed
+PROD_STAMP := $(VENV)/.installed-prod
 
-.PHONY: install test lint demo bench fixtures clients faults clean
+.PHONY: install install-prod test lint demo bench fixtures clients faults clean
 
+# Which Python made the environment: version and base installation.  A .venv made by
+# another Python (an older one, a removed one) or broken is rebuilt from scratch,
+# not patched: pip into a foreign or dead interpreter leaves it broken for good.
+PY_ID   = import sys; print(sys.version.split()[0], sys.base_prefix)
+WANT_ID := $(shell $(PYTHON) -c '$(PY_ID)' 2>/dev/null)
+HAVE_ID := $(shell $(BIN)/python -c '$(PY_ID)' 2>/dev/null)
+ifeq ($(WANT_ID),)
+.PHONY: $(STAMP) $(PROD_STAMP)
+else ifneq ($(WANT_ID),$(HAVE_ID))
+.PHONY: $(STAMP) $(PROD_STAMP)
+endif
+
+define fresh_venv
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  || { echo "modsingest needs Python 3.11 or newer: $(PYTHON) is not (make install PYTHON=python3.11)"; exit 1; }
+	@if [ -e $(VENV) ] && [ "$$($(BIN)/python -c '$(PY_ID)' 2>/dev/null)" != "$(WANT_ID)" ]; then \
+	  echo "$(VENV) was made by another Python, or is broken: rebuilding it with $(PYTHON) ($(WANT_ID))"; \
+	  rm -rf $(VENV); fi
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+endef
+
+# Development and CI: the package (editable) with the test extras.
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(fresh_venv)
+	$(PIP) install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# Production (docs/install.md): the package and its runtime dependencies only, no
+# test extras; editable, so the checkout is the installed code and --version names
+# its commit; bytecode compiled now, since the service cannot write it later.
+install-prod: $(PROD_STAMP)
+
+$(PROD_STAMP): setup.cfg pyproject.toml
+	$(fresh_venv)
+	$(PIP) install --quiet -e .
+	$(BIN)/python -m compileall -q src
+	touch $(PROD_STAMP)
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -131,13 +131,29 @@ def test_a_leap_second_is_a_valid_instant_only_where_there_was_one():
         astrotime.mjd_utc("2025-12-30T23:59:60.500")
 
 
-@pytest.mark.parametrize("utc", ["2031-03-15T06:00:00.000", "2035-06-01T00:00:00.000"])
-def test_dates_years_past_the_installed_tables_work_without_warnings(utc):
-    before = list(warnings.filters)
+def assert_no_filter_leak(call):
+    """Run ``call`` with every warning an error, and check it leaves the warning filters as it
+    found them.  The check is made inside ``catch_warnings``: that block restores the filters
+    when it ends, so a check after it could never see a leak."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any escaping astropy/ERFA warning fails the test
-        mjds = astrotime.observation_mjds(utc, RA, DEC, astrotime.LBT)
-    assert list(warnings.filters) == before  # the silencing did not leak out
+        inside = list(warnings.filters)
+        result = call()
+        assert list(warnings.filters) == inside, "the silencing leaked out"
+    return result
+
+
+def test_the_leak_check_can_fail():
+    def leaky():
+        warnings.filterwarnings("ignore", message="something")
+
+    with pytest.raises(AssertionError, match="the silencing leaked out"):
+        assert_no_filter_leak(leaky)
+
+
+@pytest.mark.parametrize("utc", ["2031-03-15T06:00:00.000", "2035-06-01T00:00:00.000"])
+def test_dates_years_past_the_installed_tables_work_without_warnings(utc):
+    mjds = assert_no_filter_leak(lambda: astrotime.observation_mjds(utc, RA, DEC, astrotime.LBT))
     assert mjds.mjd_utc == pytest.approx(astrotime.mjd_utc(utc), abs=0)
     assert abs(mjds.hmjd_utc - mjds.mjd_utc) < MAX_LIGHT_TIME_DAYS
     # No leap second is known after 2017, so TT-UTC stays 69.184 s; TDB-TT < 2 ms.

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from conftest import needed
 from modsingest import sim
 from modsingest.cli import main
 
@@ -39,9 +40,7 @@ FRAMETYPES = {
 def client_python() -> Path:
     if CLIENT_PYTHON.exists():
         return CLIENT_PYTHON
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CLIENT_PYTHON} missing: CI must run `make clients` before the tests")
-    pytest.skip("PypeIt's environment is not built: run `make clients` to test with the real readers")
+    needed(f"PypeIt's environment {CLIENT_PYTHON}", "run `make clients` (.ci/run does)")
 
 
 def run_pypeit(jobs, tmp_path):

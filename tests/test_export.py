@@ -7,14 +7,13 @@ The modsCCDRed rules (it is not on the package index) are checked as its
 documentation states them; PypeIt itself reads the files in test_clients_pypeit.py.
 """
 
-import subprocess
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import have_fitsverify
+from conftest import assert_fitsverify_ok
 from modsingest import sim
 from modsingest.cli import main
 
@@ -89,9 +88,7 @@ def test_legacy_and_proc_pixels_and_sizes(tmp_path, binning, epoch):
             61042.1666667
         )
         assert head["MSIFORM"] == fmt
-        if have_fitsverify():
-            run = subprocess.run(["fitsverify", "-q", str(out / raw.name)], capture_output=True, text=True)
-            assert "verification OK" in run.stdout, run.stdout
+        assert_fitsverify_ok(out / raw.name, "-q")
 
 
 def test_legacy_proc_equals_merged_of_the_delivered_file(layout, tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import subprocess
 import time
 from contextlib import redirect_stderr, redirect_stdout
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from conftest import require_tool
 from modsingest import cli
 from modsingest import sim as sim
 from modsingest.fits import scan as fitscheck
@@ -415,9 +415,7 @@ def test_generation_is_deterministic_for_a_seed():
 
 
 def _assert_fitsverify_clean(path: Path) -> None:
-    exe = shutil.which("fitsverify")
-    if exe is None:
-        pytest.skip("fitsverify not installed")
+    exe = require_tool("fitsverify", "fitsverify")
     out = subprocess.run([exe, str(path)], capture_output=True, text=True, check=False).stdout
     assert "Verification found 0 warning(s) and 0 error(s)" in out, out[-2000:]
 
@@ -440,8 +438,6 @@ def _assert_fitsverify_clean(path: Path) -> None:
     ids=["default", "december-engineering", "quirks", "no-conpars"],
 )
 def test_fitsverify_is_clean(tmp_path, spec):
-    if shutil.which("fitsverify") is None:
-        pytest.skip("fitsverify not installed")
     _assert_fitsverify_clean(sim.write(spec, tmp_path))
 
 

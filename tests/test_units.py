@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from modsingest import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,15 +105,13 @@ def test_install_section_keeps_the_dataman_name(unit):
     assert one(unit, "Install", "Alias") == "dataMan.service"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_finds_nothing_but_the_missing_binary(tmp_path):
+    analyze = require_tool("systemd-analyze", "systemd")
     # Verified under a copy whose ExecStart is an existing program: the real binary
     # exists only on an installed machine.
     copy = tmp_path / "modsingest.service"
     copy.write_text(re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", UNIT.read_text()))
-    result = subprocess.run(
-        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Unknown" not in result.stderr, result.stderr
 
