@@ -225,13 +225,38 @@ class Run:
         return got
 
     def start_service(self, label: str, layout: Layout) -> ServiceProcess:
+        """Start one service and wait until it is ready (an exception if it is not)."""
         svc = ServiceProcess(layout, label)
         self.services.append(svc)
-        seconds = svc.start()
-        self.results.facts[f"start_seconds_{label}"] = seconds
-        assert svc.proc is not None
-        log(f"service {label} ready in {seconds:.1f} s (pid {svc.proc.pid})")
+        svc.launch()
+        self._wait_ready(svc)
         return svc
+
+    def start_services(self, layouts: dict[str, Layout]) -> dict[str, ServiceProcess]:
+        """Start several services at once; one that does not become ready is an error of the run."""
+        launched = [ServiceProcess(layout, label) for label, layout in layouts.items()]
+        for svc in launched:
+            self.services.append(svc)
+            svc.launch()
+        ready: dict[str, ServiceProcess] = {}
+        for svc in launched:
+            try:
+                self._wait_ready(svc)
+            except Exception as exc:
+                self.results.error(f"starting the service {svc.label}", exc)
+                continue
+            ready[svc.label] = svc
+        return ready
+
+    def _wait_ready(self, svc: ServiceProcess) -> None:
+        try:
+            seconds = svc.wait_ready()
+        except Exception:
+            self.stop_service(svc)
+            raise
+        self.results.facts[f"start_seconds_{svc.label}"] = seconds
+        assert svc.proc is not None
+        log(f"service {svc.label} ready in {seconds:.1f} s (pid {svc.proc.pid})")
 
     def stop_service(self, svc: ServiceProcess) -> None:
         svc.stop()

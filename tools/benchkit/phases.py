@@ -7,6 +7,7 @@ run, and the phases after it still run.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 import subprocess
@@ -173,16 +174,17 @@ def _layout_3k(run: Run, key: str) -> Layout:
 
 def files_3k(run: Run) -> None:
     """3k files through every service of SERVICES_3K, beside the floor and in-process; then idle CPU."""
-    services: dict[str, ServiceProcess] = {}
+    layouts: dict[str, Layout] = {}
     for key, _ in SERVICES_3K:
         try:
-            lay = _layout_3k(run, key)
-            if lay.note:
-                run.results.facts[f"note_{key}"] = lay.note
-                log(lay.note)
-            services[key] = run.start_service(f"{key}-3k", lay)
+            layouts[key] = _layout_3k(run, key)
         except Exception as exc:
-            run.results.error(f"starting the service ({key})", exc)
+            run.results.error(f"the layout of the service {key}", exc)
+            continue
+        if layouts[key].note:
+            run.results.facts[f"note_{key}"] = layouts[key].note
+            log(layouts[key].note)
+    services = run.start_services(layouts)
     alts: Alternatives = [
         ("floor", lambda: run.run_floor("3k")),
         ("in-process", lambda: run.run_inproc("3k")),
@@ -226,8 +228,16 @@ def idle(run: Run, services: dict[str, ServiceProcess]) -> None:
 
 
 # =========================================================================== replay
+#: nights of at most this many files are simulated in this process
+SMALL_NIGHT = 4
+
+
 def make_night(run: Run) -> tuple[Path, str, int]:
-    """A night of exposures (3k ROI) from the simulator, in two parallel halves."""
+    """A night of exposures (3k ROI) from the simulator.
+
+    Many files: ``modsingest simulate`` in two parallel halves (the two cores);
+    a few (a smoke run): written here, quicker than starting two interpreters.
+    """
     n = run.args.night_files
     roi = run.rois["3k"]
     night_raw = run.work / "night-raw"
@@ -235,15 +245,29 @@ def make_night(run: Run) -> tuple[Path, str, int]:
     night = (datetime.strptime(run.night, "%Y%m%d") - timedelta(days=1)).strftime("%Y%m%d")
     first = sim.ExposureSpec(channel=CHANNEL, date=night, roi=roi, exptime=60.0)
     cadence = first.exptime + sim.SHUTTER_DELAY + sim.readout_seconds(first.region)
-    half = (n + 1) // 2
     t0 = time.perf_counter()
+    if n <= SMALL_NIGHT:
+        for seq in range(1, n + 1):
+            start = first.utc_start + timedelta(seconds=(seq - 1) * cadence)
+            sim.write(dataclasses.replace(first, seq=seq, utc_start=start), night_raw)
+    else:
+        _simulate_in_halves(night_raw, first, cadence, n)
+    made = len(list(night_raw.glob("*.fits")))
+    log(f"simulated a night of {made} {roi} files in {time.perf_counter() - t0:.0f} s")
+    return night_raw, night, made
+
+
+def _simulate_in_halves(night_raw: Path, first: sim.ExposureSpec, cadence: float, n: int) -> None:
+    """``modsingest simulate`` twice at once, each writing half of the night's ``n`` files."""
+    half = (n + 1) // 2
     procs = []
     for seq, count in ((1, half), (half + 1, n - half)):
         if count <= 0:
             continue
         start = first.utc_start + timedelta(seconds=(seq - 1) * cadence)
-        argv = ["simulate", "--out", str(night_raw), "--channel", CHANNEL, "--roi", roi, "--date", night]
-        argv += ["--start", start.isoformat(), "--seq", str(seq), "--count", str(count), "--exptime", "60"]
+        argv = ["simulate", "--out", str(night_raw), "--channel", first.channel, "--roi", first.roi]
+        argv += ["--date", str(first.date), "--start", start.isoformat(), "--seq", str(seq)]
+        argv += ["--count", str(count), "--exptime", f"{first.exptime:g}"]
         procs.append(
             subprocess.Popen(
                 modsingest_cmd() + argv,
@@ -256,9 +280,6 @@ def make_night(run: Run) -> tuple[Path, str, int]:
         _, err = p.communicate()
         if p.returncode != 0:
             raise RuntimeError(f"simulate failed: {err.decode(errors='replace')[-500:]}")
-    made = len(list(night_raw.glob("*.fits")))
-    log(f"simulated a night of {made} {roi} files in {time.perf_counter() - t0:.0f} s")
-    return night_raw, night, made
 
 
 def replay(run: Run) -> None:

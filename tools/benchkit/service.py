@@ -195,11 +195,17 @@ class ServiceProcess:
         self.label = label
         self.log_path = layout.root / f"{label}.log"
         self.proc: subprocess.Popen | None = None
+        self._launched = 0.0
         self._db: sqlite3.Connection | None = None
 
     def start(self, timeout: float = 180.0) -> float:
         """Start and wait until ready; returns the seconds that took."""
-        t0 = time.perf_counter()
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the service without waiting (several can then start at once)."""
+        self._launched = time.perf_counter()
         with open(self.log_path, "wb") as logf:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 modsingest_cmd() + ["watch", "--config", str(self.layout.config)],
@@ -208,14 +214,18 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a ^C at the terminal is the bench's to handle
             )
-        deadline = t0 + timeout
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        """Wait for the 'ready:' line; the seconds since launch."""
+        assert self.proc is not None
+        deadline = self._launched + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"{self.label}: service exited with {self.proc.returncode}:\n" + self.log_tail()
                 )
             if b"ready:" in self.log_path.read_bytes():
-                return time.perf_counter() - t0
+                return time.perf_counter() - self._launched
             time.sleep(0.02)
         raise RuntimeError(f"{self.label}: service not ready after {timeout:.0f} s:\n" + self.log_tail())
 
