@@ -2,8 +2,8 @@
 
 Real files from the simulator (1k ROI, 2x2 binned: 0.66 MB, fast) are cut,
 have blocks removed, sizes negated or blown up, BITPIX changed, non-ASCII bytes
-written into headers and END cards dropped, in any combination hypothesis
-finds.  For every mutant:
+written into headers, END cards dropped and other cards overwritten with
+printable junk, in any combination hypothesis finds.  For every mutant:
 
 - the structural scan ends, within a generous wall limit (``signal.alarm``, a
   guard against a hang, not a timing claim), with a verdict and a one-line
@@ -117,6 +117,35 @@ def header_byte(data: bytes, which: int, pos: int, byte: int) -> bytes:
     return data[:at] + bytes([byte]) + data[at + 1 :]
 
 
+_KEPT = (
+    b"SIMPLE",
+    b"XTENSION",
+    b"BITPIX",
+    b"NAXIS",
+    b"PCOUNT",
+    b"GCOUNT",
+    b"EXTNAME",
+    b"END",
+    b"TFIELDS",
+    b"TFORM",
+    b"TTYPE",
+)
+
+
+def junk_card(data: bytes, which: int, card: int, text: str) -> bytes:
+    """A non-structural card of the ``which``-th header overwritten with printable junk.
+
+    A header problem must never stop delivery: such a file is still delivered.
+    """
+    starts = sorted(_card_offsets(data, b"SIMPLE  = ") + _card_offsets(data, b"XTENSION= "))
+    if not starts:
+        return data
+    at = starts[which % len(starts)] + 80 * (card % 36)
+    if at + 80 > len(data) or data[at : at + 8].startswith(_KEPT) or data[at : at + 8] == b" " * 8:
+        return data
+    return data[:at] + text.encode("ascii").ljust(80)[:80] + data[at + 80 :]
+
+
 def cut_blocks(data: bytes, first: int, count: int) -> bytes:
     nblocks = max(1, len(data) // 2880)
     first %= nblocks
@@ -134,6 +163,7 @@ def apply(data: bytes, mutation: tuple) -> bytes:
         "drop_end": lambda: drop_end(data, *args),
         "header_byte": lambda: header_byte(data, *args),
         "cut_blocks": lambda: cut_blocks(data, *args),
+        "junk_card": lambda: junk_card(data, *args),
         "truncate": lambda: truncate(data, *args),
     }[kind]()
 
@@ -166,6 +196,12 @@ MUTATION = st.one_of(
     ),
     st.tuples(st.just("cut_blocks"), st.integers(0, 300), st.integers(1, 5)),
     st.tuples(st.just("truncate"), st.floats(0.0, 1.0)),
+    st.tuples(
+        st.just("junk_card"),
+        st.integers(0, 6),
+        st.integers(1, 35),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=0, max_size=80),
+    ),
 )
 MUTANTS = st.tuples(st.booleans(), st.lists(MUTATION, min_size=1, max_size=3))
 
@@ -225,6 +261,8 @@ def pipe_layout(tmp_path_factory):
     return dirs
 
 
+# astropy warns about junk cards as it meets them; the file is still delivered
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
 @settings(HYPOTHESIS, max_examples=max(10, EXAMPLES // 2))
 @given(MUTANTS)
 def test_pipeline_delivers_or_names_the_file_and_the_problem(pipe_layout, case):
