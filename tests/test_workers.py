@@ -216,3 +216,22 @@ def test_a_dead_workers_temporaries_are_removed_at_once_and_a_live_ones_kept(set
         assert ledger.row(rid).attempts == 2
     finally:
         p.kill()
+
+
+def test_a_worker_that_dies_after_publishing_is_not_made_to_publish_again(setup, tmp_path, caplog):
+    settings, ledger, pool = setup
+    path = settings.paths.raw[0] / "mods1b.20260102.0001.fits"
+    path.write_bytes(tiny_raw())
+    p = WorkerPool(settings, 1, fault=f"done:worker:{tmp_path / 'token'}")
+    try:
+        p.start()
+        d = Dispatcher(ledger, p)
+        rid = enqueue(ledger, path)
+        pump_until(d, lambda: ledger.row(rid).state not in (QUEUED, PROCESSING), timeout=30)
+        row = ledger.row(rid)
+        assert p.deaths == 1
+        assert row.state == DELIVERED and row.attempts == 1
+        assert "worker died (signal 9) after publishing it" in caplog.text
+        assert not list((settings.paths.state / "published").iterdir())
+    finally:
+        p.kill()

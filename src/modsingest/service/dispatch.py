@@ -31,7 +31,14 @@ from typing import Any
 
 from modsingest import nightlog
 from modsingest.service.ledger import FAILED, PROCESSING, Ledger, Row
-from modsingest.service.workers import Job, Outcome, WorkerPool, forget_published, take_published
+from modsingest.service.workers import (
+    Job,
+    Outcome,
+    WorkerPool,
+    forget_published,
+    read_published,
+    take_published,
+)
 
 log = logging.getLogger("modsingest.dispatch")
 
@@ -115,6 +122,10 @@ class Dispatcher:
             self._metric("warned", "nightlog", 1)
 
     def _record(self, o: Outcome) -> Row:
+        if o.died is not None and (note := read_published(Path(self.ledger.path).parent, o.job.id)):
+            # it died after publishing, before its result arrived: delivered, not to be redone
+            log.warning("%s: %s after publishing it", o.job.path, o.died)
+            o = Outcome(o.job, result=note)
         row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
         if o.died is not None:
             after = self.ledger.retry_or_fail(o.job.id, o.died, self.max_attempts)

@@ -7,12 +7,13 @@ set, the process at the named phase kills the chosen victim itself, so each
 trial hits the phase it names.  Unset (always, in production), nothing here
 runs: ``arm()`` returns at once and no function is wrapped.
 
-    MODSINGEST_FAULT=<phase>:<victim>:<token file>
+    MODSINGEST_FAULT=<phase>:<victim>:<token file>      or      MODSINGEST_FAULT=@<control file>
 
-``phase`` is one of ``PHASES``; ``victim`` is ``worker`` (the worker kills
-itself), ``main`` (the worker kills the service's main process, then waits, so a
-worker that outlives its service would be seen publishing) or, for the main-side
-phase ``submit``, the worker about to receive a job.  The fault fires once per
+``phase`` is one of ``PHASES`` or ``OTHER_PHASES``; ``victim`` is ``worker`` (the
+worker kills itself; at the main-side phase ``submit``, the main process kills the
+worker about to receive a job), ``main`` (the worker kills the service's main
+process, then waits, so a worker that outlived its service would be seen
+publishing) or ``hold`` (the worker waits while the harness changes the raw file).  The fault fires once per
 token: the process that creates the token file (``O_EXCL``) fires, any other
 finds it there and does nothing, so a replaced worker does not die again.  The
 harness removes the token to arm the next trial.
@@ -25,7 +26,6 @@ import importlib
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 ENV = "MODSINGEST_FAULT"
@@ -48,22 +48,44 @@ PHASES: dict[str, tuple[str, str, str]] = {
 OTHER_PHASES = ("done", "submit")
 #: how long a worker that killed its service waits before going on (it must be dead by then)
 MAIN_KILL_WAIT = 10.0
+#: ``worker``: it kills itself; ``main``: it kills the service's main process; ``hold``: it
+#: waits (at most ``HOLD_LIMIT`` s) until ``<token>.go`` exists, while the harness acts
+VICTIMS = ("worker", "main", "hold")
+HOLD_LIMIT = 60.0
 
 
 class Fault:
-    def __init__(self, phase: str, victim: str, token: str):
-        self.phase, self.victim, self.token = phase, victim, token
+    """One fault: where it fires (phase), whom it hits (victim), and its once-only token.
+
+    Given as ``@<control file>``, the phase and victim are read from that file
+    (``phase:victim``) each time a phase is reached, and the token is
+    ``<control file>.fired``: the harness runs one service through every phase
+    without restarting it to change the fault.
+    """
+
+    def __init__(self, phase: str | None, victim: str | None, token: str, control: str | None = None):
+        self.phase, self.victim, self.token, self.control = phase, victim, token, control
 
     @classmethod
     def parse(cls, spec: str | None) -> Fault | None:
         if not spec:
             return None
+        if spec.startswith("@"):
+            return cls(None, None, spec[1:] + ".fired", spec[1:])
         phase, victim, token = spec.split(":", 2)
-        if phase not in PHASES and phase not in OTHER_PHASES:
-            raise ValueError(f"{ENV}: unknown phase {phase!r}")
-        if victim not in ("worker", "main"):
-            raise ValueError(f"{ENV}: unknown victim {victim!r}")
+        _check(phase, victim)
         return cls(phase, victim, token)
+
+    def current(self) -> tuple[str | None, str | None]:
+        if self.control is None:
+            return self.phase, self.victim
+        try:
+            with open(self.control) as fh:
+                phase, victim = fh.read().strip().split(":", 1)
+        except (OSError, ValueError):
+            return None, None
+        _check(phase, victim)
+        return phase, victim
 
     def claim(self) -> bool:
         """True for the one process that creates the token (the fault fires there)."""
@@ -73,17 +95,31 @@ class Fault:
             return False
         return True
 
-    def fire(self, main_pid: int | None, worker_pid: int | None = None) -> None:
-        if not self.claim():
+    def fire(self, phase: str, main_pid: int | None, worker_pid: int | None = None) -> None:
+        """At ``phase``: hit the victim if this fault is for ``phase`` and not fired yet."""
+        at, victim = self.current()
+        if at != phase or not self.claim():
             return
-        if self.victim == "worker":
+        if victim == "worker":
             os.kill(worker_pid or os.getpid(), signal.SIGKILL)
             if worker_pid is not None:  # main side: wait until it is really gone
                 _wait_gone(worker_pid)
-            return
-        if main_pid:
-            os.kill(main_pid, signal.SIGKILL)
-            time.sleep(MAIN_KILL_WAIT)  # a worker that outlives its service goes on after this
+        elif victim == "main":
+            if main_pid:
+                os.kill(main_pid, signal.SIGKILL)
+                time.sleep(MAIN_KILL_WAIT)  # a worker that outlives its service goes on after this
+        elif victim == "hold":  # the harness does something (to the raw file), then says go
+            go = self.token + ".go"
+            deadline = time.monotonic() + HOLD_LIMIT
+            while not os.path.exists(go) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+def _check(phase: str, victim: str) -> None:
+    if phase not in PHASES and phase not in OTHER_PHASES:
+        raise ValueError(f"{ENV}: unknown phase {phase!r}")
+    if victim not in VICTIMS:
+        raise ValueError(f"{ENV}: unknown victim {victim!r}")
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:
@@ -120,16 +156,20 @@ def from_env() -> str | None:
 
 
 def arm_worker(spec: str | None, main_pid: int | None, newdata: os.PathLike | str) -> Fault | None:
-    """In a worker: wrap the phase's function when ``spec`` names one."""
+    """In a worker: wrap the functions of the phases ``spec`` can name."""
     fault = Fault.parse(spec)
-    if fault is None or fault.phase not in PHASES:
-        return fault
-    module_name, attr, which = PHASES[fault.phase]
-    module = importlib.import_module(module_name)
-    original = getattr(module, attr)
+    if fault is None:
+        return None
+    phases = [fault.phase] if fault.control is None else list(PHASES)
+    by_function: dict[tuple[str, str], list[str]] = {}
+    for phase in phases:
+        if phase in PHASES:
+            module_name, attr, _ = PHASES[phase]
+            by_function.setdefault((module_name, attr), []).append(phase)
     newdata = os.path.realpath(newdata)
 
-    def counts(args: tuple) -> bool:
+    def counts(phase: str, args: tuple) -> bool:
+        which = PHASES[phase][2]
         if which == "any":
             return True
         final = str(args[1])
@@ -138,18 +178,16 @@ def arm_worker(spec: str | None, main_pid: int | None, newdata: os.PathLike | st
             return False  # the .new pointer's commit
         return in_newdata if which == "newdata" else not in_newdata
 
-    @functools.wraps(original)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if counts(args):
-            fault.fire(main_pid)
-        return original(*args, **kwargs)
+    for (module_name, attr), names in by_function.items():
+        module = importlib.import_module(module_name)
+        original = getattr(module, attr)
 
-    setattr(module, attr, wrapped)
+        def wrapped(*args: Any, _original: Any = original, _names: list[str] = names, **kwargs: Any) -> Any:
+            for phase in _names:
+                if counts(phase, args):
+                    fault.fire(phase, main_pid)
+            return _original(*args, **kwargs)
+
+        functools.update_wrapper(wrapped, original)
+        setattr(module, attr, wrapped)
     return fault
-
-
-def at(fault: Fault | None, phase: str) -> Callable[..., None] | None:
-    """``fault.fire`` when ``fault`` is for ``phase`` (the unwrapped phases), else None."""
-    if fault is not None and fault.phase == phase:
-        return fault.fire
-    return None

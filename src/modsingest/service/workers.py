@@ -207,8 +207,8 @@ def worker_main(
             }
         if payload.get("ok"):
             note_published(settings.paths.state, job_id, payload)
-        if fault is not None and fault.phase == "done":
-            fault.fire(main_pid)
+        if fault is not None:
+            fault.fire("done", main_pid)
         try:
             conn.send(("done", job_id, payload))
         except (BrokenPipeError, OSError):
@@ -242,6 +242,14 @@ def forget_published(state: Path, job_id: int) -> None:
         os.unlink(Path(state) / PUBLISHED_DIR / f"{job_id}.json")
     except OSError:
         pass
+
+
+def read_published(state: Path, job_id: int) -> dict[str, Any] | None:
+    """The note of ``job_id`` (a worker that died after publishing, before its result arrived)."""
+    try:
+        return json.loads((Path(state) / PUBLISHED_DIR / f"{job_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def take_published(state: Path) -> dict[int, dict[str, Any]]:
@@ -393,8 +401,8 @@ class WorkerPool:
         for w in self._live():
             if not (w.ready and w.job is None):
                 continue
-            if fault is not None and fault.phase == "submit":
-                fault.fire(None, w.process.pid)  # the race, made to happen
+            if fault is not None:
+                fault.fire("submit", None, w.process.pid)  # the race, made to happen
             try:
                 w.conn.send((job.id, job.path))
             except OSError as exc:
