@@ -2,7 +2,9 @@
 
 import os
 import time
+from pathlib import Path
 
+from modsingest.result import Result
 from modsingest.service import dispatch
 from modsingest.service.ledger import DELIVERED, FAILED, PROCESSING, QUEUED, WAITING, Fingerprint, Ledger
 from modsingest.service.workers import Outcome
@@ -43,20 +45,23 @@ def queued(ledger, tmp_path):
     return ledger.enqueue(raw, Fingerprint.of(os.stat(raw)), seen_at=0.0, conpars=True)
 
 
-FULL = {
-    "ok": False,
-    "error": "x.fits: cannot publish: No space left on device",
-    "stage": "publish",
-    "retryable": True,
-}
-OK = {
-    "ok": True,
-    "name": "mods1b.20260102.0001.fits",
-    "outputs": [],
-    "channel": "MODS1B",
-    "warnings": [],
-    "seconds": 0.1,
-}
+RAW = Path("mods1b.20260102.0001.fits")
+FULL = Result(
+    source=RAW,
+    ok=False,
+    error="x.fits: cannot publish: No space left on device",
+    stage="publish",
+    retryable=True,
+)
+OK = Result(
+    source=RAW,
+    ok=True,
+    name="mods1b.20260102.0001.fits",
+    outputs=(),
+    channel="MODS1B",
+    warnings=[],
+    seconds=0.1,
+)
 
 
 def test_publish_failure_waits_and_is_retried_until_delivered(tmp_path, monkeypatch):
@@ -154,21 +159,22 @@ def test_worker_deaths_are_counted_apart_from_destination_tries(tmp_path, monkey
 def test_a_read_failure_is_final(tmp_path):
     ledger = new_ledger(tmp_path)
     row_id = queued(ledger, tmp_path)
-    bad = {"ok": False, "error": "x.fits: not a FITS file", "stage": "read", "retryable": False}
+    bad = Result(source=RAW, ok=False, error="x.fits: not a FITS file", stage="read", retryable=False)
     d = dispatch.Dispatcher(ledger, FakePool([bad]))
     d.fill()
     d.pump(0.0)
     assert ledger.row(row_id).state == FAILED
 
 
-RAW_EIO = {
-    "ok": False,
-    "error": "x.fits: cannot read: Input/output error",
-    "stage": "read",
-    "retryable": False,
-    "side": "raw",
-    "kind": "io",
-}
+RAW_EIO = Result(
+    source=RAW,
+    ok=False,
+    error="x.fits: cannot read: Input/output error",
+    stage="read",
+    retryable=False,
+    side="raw",
+    kind="io",
+)
 
 
 def test_a_raw_side_io_error_is_read_again_not_taken_for_a_destination_outage(tmp_path, monkeypatch):

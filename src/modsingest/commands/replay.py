@@ -7,7 +7,7 @@ import sys
 
 from modsingest.commands import CONFIG_ERROR, load_settings, log_steps, night_arg
 from modsingest.service import ledger
-from modsingest.service.replay import dry_run, here, select, via_service
+from modsingest.service.replay import dry_run, select, via_service, without_service
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -57,5 +57,5 @@ def command(args: argparse.Namespace) -> int:
     if ledger.service_running(settings.paths.state):
         status = via_service(settings, paths)
     else:
-        status = here(settings, paths)
+        status = without_service(settings, paths)
     return status if status else (1 if missing else 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from modsingest import names, nightlog
@@ -21,51 +20,10 @@ from modsingest.fits import cardconf as fitsconf
 from modsingest.fits import frame as frame_mod
 from modsingest.fits import writer
 from modsingest.processing import publish
-from modsingest.processing.steps import BROKEN, StepContext, discover, run_steps
+from modsingest.processing.steps import BROKEN, StepContext, discover, forget_step, run_steps
+from modsingest.result import BUG, CONTENT, DESTINATION, INTERNAL, IO, RAW, Result
 
 log = logging.getLogger("modsingest.pipeline")
-
-
-@dataclass
-class Result:
-    source: Path
-    ok: bool = False
-    error: str | None = None
-    name: str | None = None
-    outputs: tuple[Path, ...] = ()
-    channel: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    steps: tuple[str, ...] = ()
-    seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-    #: where it failed: 'read' (the raw file), 'name' (the raw name), 'publish'
-    #: (the destinations), 'internal'
-    stage: str | None = None
-    #: the failure is in the destinations (full disk, NFS away), not in the file:
-    #: the service tries again later instead of giving the file up
-    retryable: bool = False
-    #: whose fault: 'raw' (the raw file or its name), 'destination' (processed,
-    #: newdata, the state directory's locks), 'internal' (a bug)
-    side: str | None = None
-    #: what kind of fault: 'content' (the raw file or name can never be
-    #: delivered as it is), 'io' (an I/O error: on the raw side, look at the raw
-    #: file again; on the destination side, an outage), 'bug'
-    kind: str | None = None
-    #: when the exposure was taken (DATE-OBS with its time, as delivered): what
-    #: ``status`` calls the newest exposure of a channel
-    date_obs: str | None = None
-    #: the night-log line of the delivered file (header values at delivery, size, SHA-256)
-    log: nightlog.Entry | None = None
-
-    def summary(self) -> str:
-        """The one log line per file."""
-        if not self.ok:
-            return f"FAILED {self.error}"
-        warn = f"; {len(self.warnings)} warning(s): " + " | ".join(self.warnings) if self.warnings else ""
-        return (
-            f"delivered {self.source.name} as {self.name} in {self.seconds * 1000:.0f} ms "
-            f"(steps {','.join(self.steps) or 'none'}){warn}"
-        )
 
 
 def _sha256(path: Path) -> tuple[int, str]:
@@ -118,20 +76,20 @@ class Pipeline:
         except frame_mod.ReadError as exc:
             # every read of the raw file happens in frame.read (it copies the
             # file), so a raw-side I/O error can only surface here
-            result.error, result.stage, result.side = str(exc), "read", "raw"
-            result.kind = "io" if exc.io else "content"
+            result.error, result.stage, result.side = str(exc), "read", RAW
+            result.kind = IO if exc.io else CONTENT
         except publish.NameRefused as exc:
             result.error = f"{names.shown(str(path))}: {exc}"
-            result.stage, result.side, result.kind = "name", "raw", "content"
+            result.stage, result.side, result.kind = "name", RAW, CONTENT
         except OSError as exc:
             where = getattr(exc, "filename", None) or ""
             result.error = f"{path}: cannot publish: {exc.strerror or exc}" + (f" ({where})" if where else "")
             result.stage, result.retryable = "publish", True
-            result.side, result.kind = "destination", "io"
+            result.side, result.kind = DESTINATION, IO
         except Exception as exc:  # never let one file take a worker down
             log.exception("%s: unexpected failure", path)
             result.error = f"{path}: unexpected {type(exc).__name__}: {exc}"
-            result.stage, result.side, result.kind = "internal", "internal", "bug"
+            result.stage, result.side, result.kind = "internal", INTERNAL, BUG
         result.seconds = time.perf_counter() - start
         return result
 
@@ -250,8 +208,7 @@ class Pipeline:
 
             for line in history_lines(f"merged: {warning}"):
                 frame.primary.add_history(line)
-            steps = [s for s in str(frame.primary.get("MSISTEPS", "")).split(",") if s and s != "merged"]
-            frame.primary["MSISTEPS"] = ",".join(steps) or "none"
+            forget_step(frame, "merged")
             result.warnings.append(f"merged: {warning}")
             result.steps = tuple(s for s in result.steps if s != "merged")
             return attempt()

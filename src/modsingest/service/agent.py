@@ -10,15 +10,13 @@ housekeeping (restarting a dead observer or gate thread, replay requests,
 systemd watchdog pings, metrics, the heartbeat ``status`` reads); signals only
 set a flag and wake it.
 
-Start-up, in this order: take the state directory's lock (one service per
-ledger), wait until no worker of a killed predecessor is alive, put rows left
-``processing`` back to ``queued``, remove stale hidden temporary files in the
-destinations, start the workers (each builds its pipeline), start watching,
-scan everything once, then tell systemd READY.
+Start-up: ``runtime``'s recipe, shared with ``replay`` (lock, orphans, recover,
+clean the destinations, start the workers), then start watching, scan everything
+once, and tell systemd READY.
 
 SIGTERM (or an allowed UDP ``quit``): stop detection, let busy workers finish
-their file for up to ``STOP_GRACE`` seconds, abandon (kill, re-queue) what is
-still running, and exit, all within systemd's 30 s.
+their file for up to ``runtime.STOP_GRACE`` seconds, abandon (kill, re-queue)
+what is still running, and exit, all within systemd's 30 s.
 """
 
 from __future__ import annotations
@@ -28,30 +26,20 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from modsingest import __version__, fsutil
 from modsingest.config import Settings
 from modsingest.names import channel_of_name
+from modsingest.service import runtime
+from modsingest.service.contracts import Metrics, Notifier, record_metric
 from modsingest.service.detect import CLOSED, REPLAY, UDP, Blindness, Detector
-from modsingest.service.dispatch import Dispatcher, adopt_published
+from modsingest.service.dispatch import Dispatcher
 from modsingest.service.gate import Candidate, Gate, GateLoop, State
-from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger, lock_service
-from modsingest.service.workers import (
-    WORKERS_LOCK,
-    WorkerPool,
-    WorkerStartError,
-    destination_dirs,
-    wait_for_orphans,
-)
+from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger
 from modsingest.version import version_text
 
 log = logging.getLogger("modsingest.service")
 
-#: how long busy workers may go on after a stop request (systemd allows 30 s in all)
-STOP_GRACE = 20.0
-#: how long to wait for a killed predecessor's workers to be gone
-ORPHAN_WAIT = 30.0
 HOUSEKEEPING = 1.0
 HEARTBEAT = 2.0
 STATUS_EVERY = 10.0
@@ -65,37 +53,12 @@ def fresh_fingerprint(path: str | os.PathLike) -> Fingerprint | None:
         return None
 
 
-def root_warning(state: Path) -> str | None:
-    """Why running as root is wrong, or None when this process is not root.
-
-    The unit runs the service as its own user.  Started by hand as root, it
-    would create state files (ledger, locks, metrics, notes) owned by root, and
-    the service, started again by systemd, could not write them.  Tests and CI
-    run as root, so this is a warning, never a refusal.
-    """
-    if os.geteuid() != 0:
-        return None
-    return (
-        f"RUNNING AS ROOT: files it creates in {state} belong to root, and the service "
-        "started by systemd (User= in the unit) cannot write them afterwards; run it as "
-        "the service's user (systemctl start modsingest, or sudo -u modsingest ...)"
-    )
-
-
-def clean_destinations(settings: Settings) -> int:
-    """Remove this agent's hidden temporary files left in newdata and processed/<night>."""
-    removed = []
-    for d in destination_dirs(settings):
-        removed += fsutil.clean_stale(d)
-    for path in removed:
-        log.info("removed stale temporary file %s", path)
-    return len(removed)
-
-
 class Service:
     """One running ingest service (also used in-process by the tests)."""
 
-    def __init__(self, settings: Settings, *, notifier: Any = None, metrics: Any = None):
+    def __init__(
+        self, settings: Settings, *, notifier: Notifier | None = None, metrics: Metrics | None = None
+    ):
         self.settings = settings
         self.notifier = notifier
         self.metrics = metrics
@@ -164,10 +127,10 @@ class Service:
             )
         was_blind = self.blindness.blind
         if self.blindness.note(c.path, c.sources):
-            self._metric("found_by_rescan", 1)
+            record_metric(self.metrics, lambda m: m.found_by_rescan(1))
             self.ledger.set_info(found_by_rescan=self.blindness.found_by_rescan)
         if self.blindness.blind and not was_blind:
-            self._metric("set_inotify_blind", True)
+            record_metric(self.metrics, lambda m: m.set_inotify_blind(True))
             self.ledger.set_info(
                 inotify_blind={
                     "since": self.blindness.blind_since,
@@ -193,34 +156,12 @@ class Service:
                 reason,
                 self.settings.watch.incomplete_timeout,
             )
-        self._metric("incomplete", channel_of_name(os.path.basename(c.path)) or "")
-
-    def _metric(self, name: str, *args: Any) -> None:
-        if self.metrics is None:
-            return
-        try:
-            getattr(self.metrics, name)(*args)
-        except Exception as exc:
-            log.debug("metrics.%s failed: %s", name, exc)
-
-    def _notify(self, name: str, *args: Any) -> None:
-        if self.notifier is not None:
-            getattr(self.notifier, name)(*args)
+        channel = channel_of_name(os.path.basename(c.path)) or ""
+        record_metric(self.metrics, lambda m: m.incomplete(channel))
 
     # ------------------------------------------------------------------ life
     def run(self) -> int:
-        s = self.settings
-        try:
-            lock_fd = lock_service(s.paths.state)
-        except AlreadyRunning as exc:
-            log.error("%s", exc)
-            return 1
-        try:
-            return self._run()
-        finally:
-            os.close(lock_fd)
-
-    def _run(self) -> int:
+        """Start (``runtime``'s recipe), serve until asked to stop, stop; the exit status."""
         s = self.settings
         log.info(
             "%s starting: raw %s, method %s, %d worker(s)",
@@ -229,25 +170,24 @@ class Service:
             s.watch.method,
             s.workers,
         )
-        if not wait_for_orphans(s.paths.state / WORKERS_LOCK, ORPHAN_WAIT):
-            log.error("workers of an earlier run are still alive after %g s; not starting", ORPHAN_WAIT)
-            return 1
-        as_root = root_warning(s.paths.state)
-        if as_root:
-            log.warning("%s", as_root)
-        self.ledger = ledger = Ledger(s.paths.state)
-        adopt_published(ledger)
-        for row in ledger.recover():
-            log.warning("%s: was being processed when the last run ended; processing it again", row.name)
-        clean_destinations(s)
-        pool = WorkerPool(s, s.workers, lock_path=s.paths.state / WORKERS_LOCK)
         try:
-            pool.start()
-        except WorkerStartError as exc:
+            with runtime.state_held(s) as ledger:
+                self.ledger = ledger
+                pool = runtime.start_pool(s, s.workers)
+                self.dispatcher = Dispatcher(
+                    ledger, pool, metrics=self.metrics, nightlog_dir=s.paths.nightlog
+                )
+                return self._serve(ledger)
+        except AlreadyRunning as exc:
             log.error("%s", exc)
-            ledger.close()
-            return 2
-        self.dispatcher = Dispatcher(ledger, pool, metrics=self.metrics, nightlog_dir=s.paths.nightlog)
+            return 1
+        except runtime.StartFailed as exc:
+            log.error("%s; not starting", exc)
+            return exc.code
+
+    def _serve(self, ledger: Ledger) -> int:
+        """Watch, gate and dispatch until a stop is asked for; then stop within systemd's limits."""
+        s = self.settings
         gate = Gate(
             poll_interval=s.watch.poll_interval,
             settle=s.watch.settle,
@@ -283,7 +223,7 @@ class Service:
             found_by_rescan=0,
             heartbeat=time.time(),
             rescan_interval=s.watch.rescan_interval,
-            running_as_root=as_root,
+            running_as_root=runtime.root_warning(s.paths.state),
         )
         self.gate_loop.start()
         self.detector.start()
@@ -335,7 +275,8 @@ class Service:
                     len(self.settings.paths.raw),
                     "y" if len(self.settings.paths.raw) == 1 else "ies",
                 )
-                self._notify("ready", self._status_text())
+                if self.notifier is not None:
+                    self.notifier.ready(self._status_text())
             if now >= next_house:
                 next_house = now + HOUSEKEEPING
                 self._supervise()
@@ -343,7 +284,8 @@ class Service:
                     self._hint(path, REPLAY, force=True)
                 # The watchdog guards this loop.  A raw directory that cannot be
                 # watched is not a reason for systemd to restart us: rescans go on.
-                self._notify("watchdog")
+                if self.notifier is not None:
+                    self.notifier.watchdog()
             if now >= next_beat:
                 next_beat = now + HEARTBEAT
                 self.ledger.set_info(
@@ -356,7 +298,8 @@ class Service:
                 self._record_held()
             if now >= next_status:
                 next_status = now + STATUS_EVERY
-                self._notify("status", self._status_text())
+                if self.notifier is not None:
+                    self.notifier.status(self._status_text())
                 self._metrics_out()
         log.info("stopping: %s", self._stop_reason)
         return 0
@@ -405,20 +348,22 @@ class Service:
     def _metrics_out(self) -> None:
         if self.metrics is None or self.dispatcher is None or self.ledger is None:
             return
-        self._metric("set_queue_depth", self.ledger.queued_count())
-        self._metric("set_workers_busy", len(self.dispatcher.busy))
+        queued, busy = self.ledger.queued_count(), len(self.dispatcher.busy)
+        record_metric(self.metrics, lambda m: m.set_queue_depth(queued))
+        record_metric(self.metrics, lambda m: m.set_workers_busy(busy))
         waiting = self.ledger.waiting()
         oldest = time.time() - (waiting[0].waiting_since or time.time()) if waiting else 0.0
-        self._metric("set_waiting", len(waiting), oldest)
+        record_metric(self.metrics, lambda m: m.set_waiting(len(waiting), oldest))
         if self.gate_loop is not None:
             held: dict[str, int] = {}
             for _path, state, _since, _reason in self.gate_loop.held():
                 held[state] = held.get(state, 0) + 1
-            self._metric("set_gate_held", held)
-        self._metric("write_textfile")
+            record_metric(self.metrics, lambda m: m.set_gate_held(held))
+        record_metric(self.metrics, lambda m: m.write_textfile())
 
     def _shutdown(self) -> None:
-        self._notify("stopping")
+        if self.notifier is not None:
+            self.notifier.stopping()
         started = self._stop_at or time.monotonic()
         if self.udp is not None:
             self.udp.stop(2.0)
@@ -426,16 +371,12 @@ class Service:
             self.detector.stop(2.0)
         if self.gate_loop is not None:
             self.gate_loop.stop(1.0)
-        abandoned = []
         if self.dispatcher is not None:
-            abandoned = self.dispatcher.shutdown(started + STOP_GRACE)
-        if abandoned:
-            clean_destinations(self.settings)
-        if self.ledger is not None:
+            runtime.stop(self.dispatcher, self.settings, started + runtime.STOP_GRACE)
+        if self.ledger is not None:  # closed by runtime.state_held after this
             self._metrics_out()
             self.ledger.replace_held([])  # the gate's memory ends with this run
             self.ledger.set_info(heartbeat=None, stopped=time.time(), pid=None)
-            self.ledger.close()
         log.info("stopped")
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from modsingest import nightlog
+from modsingest.result import Result
+from modsingest.service.contracts import Metrics, record_metric
 from modsingest.service.ledger import FAILED, PROCESSING, Ledger, Row
 from modsingest.service.workers import (
     Job,
@@ -62,7 +64,7 @@ class Dispatcher:
         ledger: Ledger,
         pool: WorkerPool,
         *,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         only: set[int] | None = None,
         nightlog_dir: Path | None = None,
@@ -111,15 +113,15 @@ class Dispatcher:
         forget_published(Path(self.ledger.path).parent, o.job.id)
         return after
 
-    def _night_log(self, row: Row, entry: dict[str, Any] | None) -> None:
+    def _night_log(self, row: Row, entry: nightlog.Entry | None) -> None:
         """Store the delivered file's night-log line and rewrite the night's log: never fatal."""
-        if not entry:
+        if entry is None:
             return
         try:
-            nightlog.update(self.ledger, self.nightlog_dir, nightlog.Entry.from_dict(entry))
+            nightlog.update(self.ledger, self.nightlog_dir, entry)
         except Exception as exc:  # the file is delivered; the log catches up at the next delivery
             log.warning("%s: night log not updated: %s: %s", row.name, type(exc).__name__, exc)
-            self._metric("warned", "nightlog", 1)
+            record_metric(self.metrics, lambda m: m.warned("nightlog", 1))
 
     def _record(self, o: Outcome) -> Row:
         if o.died is not None and (note := read_published(Path(self.ledger.path).parent, o.job.id)):
@@ -132,22 +134,23 @@ class Dispatcher:
             if after.state == FAILED:
                 self.failed += 1
                 log.error("FAILED %s: %s", after.path, after.reason)
-                self._metric("failed", after.channel or after.name, "worker")
+                channel = after.channel or after.name
+                record_metric(self.metrics, lambda m: m.failed(channel, "worker"))
             else:
                 log.warning("%s: %s; it will be processed again", after.name, o.died)
             return after
-        res = o.result or {}
-        seconds = float(res.get("seconds") or 0.0)
-        warnings = list(res.get("warnings") or [])
-        if o.ok:
+        res = o.result if o.result is not None else Result(source=Path(o.job.path))
+        seconds = res.seconds
+        warnings = list(res.warnings)
+        if res.ok:
             after = self.ledger.delivered(
                 o.job.id,
-                name=res.get("name"),
-                outputs=res.get("outputs") or (),
-                channel=res.get("channel"),
+                name=res.name,
+                outputs=res.outputs,
+                channel=res.channel,
                 warnings=warnings,
                 seconds=seconds,
-                date_obs=res.get("date_obs"),
+                date_obs=res.date_obs,
             )
             self.delivered += 1
             log.info("%s", delivered_line(after, res))
@@ -160,15 +163,15 @@ class Dispatcher:
             woken = self.ledger.requeue_waiting()
             if woken:
                 log.info("a destination accepts files again: %d waiting file(s) queued", woken)
-            self._night_log(after, res.get("log"))
-            latency = after.latency or 0.0
-            self._metric("delivered", after.channel or after.name, latency, seconds)
+            self._night_log(after, res.log)
+            channel, latency = after.channel or after.name, after.latency or 0.0
+            record_metric(self.metrics, lambda m: m.delivered(channel, latency, seconds))
             for step, count in _warnings_by_step(warnings).items():
-                self._metric("warned", step, count)
+                record_metric(self.metrics, lambda m, step=step, count=count: m.warned(step, count))
             return after
-        reason = res.get("error") or f"{row.path if row else o.job.path}: not delivered (no reason given)"
+        reason = res.error or f"{row.path if row else o.job.path}: not delivered (no reason given)"
         attempts = row.attempts if row else 1
-        if res.get("side") == "raw" and res.get("kind") == "io" and attempts < self.max_attempts:
+        if res.raw_io_error and attempts < self.max_attempts:
             # reading the raw file failed (EIO, ESTALE, cut while read): not the
             # destinations' fault and maybe not the file's; read it again shortly,
             # a few times (the gate sees a rewritten file as new content anyway)
@@ -182,7 +185,7 @@ class Dispatcher:
                 self.max_attempts,
             )
             return self.ledger.row(o.job.id) or row
-        if res.get("retryable"):
+        if res.retryable:
             delay = retry_delay(attempts)
             before = self.ledger.row(o.job.id)
             after = self.ledger.wait_for_destination(o.job.id, reason, time.time() + delay)
@@ -196,12 +199,14 @@ class Dispatcher:
                 delay,
                 attempts,
             )
-            self._metric("publish_retry", after.channel or after.name)
+            channel = after.channel or after.name
+            record_metric(self.metrics, lambda m: m.publish_retry(channel))
             return after
         after = self.ledger.failed(o.job.id, reason, seconds=seconds, warnings=warnings)
         self.failed += 1
         log.error("FAILED %s", reason)
-        self._metric("failed", after.channel or after.name, res.get("stage") or "process", seconds)
+        channel, stage = after.channel or after.name, res.stage or "process"
+        record_metric(self.metrics, lambda m: m.failed(channel, stage, seconds))
         return after
 
     def _requeue_due(self) -> None:
@@ -240,14 +245,6 @@ class Dispatcher:
                 abandoned.append(row)
         return abandoned
 
-    def _metric(self, name: str, *args: Any) -> None:
-        if self.metrics is None:
-            return
-        try:
-            getattr(self.metrics, name)(*args)
-        except Exception as exc:  # metrics must never stop a delivery
-            log.debug("metrics.%s failed: %s", name, exc)
-
 
 def adopt_published(ledger: Ledger) -> list[Row]:
     """Start-up, before ``ledger.recover``: deliveries a killed run did not record.
@@ -263,30 +260,30 @@ def adopt_published(ledger: Ledger) -> list[Row]:
             continue  # the outcome was recorded before the run ended
         after = ledger.delivered(
             job_id,
-            name=res.get("name"),
-            outputs=res.get("outputs") or (),
-            channel=res.get("channel"),
-            warnings=list(res.get("warnings") or []),
-            seconds=float(res.get("seconds") or 0.0),
-            date_obs=res.get("date_obs"),
+            name=res.name,
+            outputs=res.outputs,
+            channel=res.channel,
+            warnings=list(res.warnings),
+            seconds=res.seconds,
+            date_obs=res.date_obs,
         )
         log.info("%s (published as the last run ended; recorded now)", delivered_line(after, res))
-        if res.get("log"):  # its night's log file is rewritten at that night's next delivery
-            ledger.record_log(nightlog.Entry.from_dict(res["log"]))
+        if res.log is not None:  # its night's log file is rewritten at that night's next delivery
+            ledger.record_log(res.log)
         adopted.append(after)
     return adopted
 
 
-def delivered_line(row: Row, res: dict[str, Any]) -> str:
+def delivered_line(row: Row, res: Result) -> str:
     """The one log line per delivered file: name, channel, steps, warnings, latency."""
     name = row.delivered_as or row.name
     what = row.name if name == row.name else f"{row.name} as {name}"
-    steps = ",".join(res.get("steps") or ()) or "none"
-    timing = f" in {float(res.get('seconds') or 0):.2f} s"
+    steps = ",".join(res.steps) or "none"
+    timing = f" in {res.seconds:.2f} s"
     if row.latency is not None:
         timing += f", latency {row.latency:.1f} s"
     text = f"delivered {what} ({row.channel or 'no channel'}){timing}, steps {steps}"
-    warnings = res.get("warnings") or []
+    warnings = res.warnings
     if warnings:
         text += f"; {len(warnings)} warning(s): " + " | ".join(warnings)
     return text

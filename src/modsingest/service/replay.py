@@ -34,7 +34,9 @@ from pathlib import Path
 from modsingest.config import Settings
 from modsingest.fits import scan as fitscheck
 from modsingest.names import is_candidate, name_night
+from modsingest.service import runtime
 from modsingest.service.detect import REPLAY
+from modsingest.service.dispatch import Dispatcher
 from modsingest.service.ledger import (
     DELIVERED,
     FAILED,
@@ -44,7 +46,6 @@ from modsingest.service.ledger import (
     Fingerprint,
     Ledger,
     Row,
-    lock_service,
     open_existing,
     service_running,
 )
@@ -191,81 +192,72 @@ def via_service(settings: Settings, paths: list[Path]) -> int:
     return _summary(list(done.values()), len(paths))
 
 
-def here(settings: Settings, paths: list[Path]) -> int:  # noqa: C901  (split in the runtime work)
-    """No service is running: take its lock and drive the files through the same path."""
+def without_service(settings: Settings, paths: list[Path]) -> int:
+    """No service is running: take its place (``runtime``'s recipe) and drive the files through its path."""
+    try:
+        with runtime.state_held(settings) as ledger:
+            ids, skipped = _queue(ledger, paths)
+            for why in skipped:
+                print(f"modsingest replay: skipped, not complete: {why}", file=sys.stderr)
+            if not ids:
+                return 1 if skipped else 0
+            pool = runtime.start_pool(settings, min(settings.workers, len(ids)))
+            dispatcher = Dispatcher(ledger, pool, only=ids, nightlog_dir=settings.paths.nightlog)
+            finished, interrupted = _drive(dispatcher, settings, len(ids))
+    except AlreadyRunning:
+        return via_service(settings, paths)  # the service started meanwhile
+    except runtime.StartFailed as exc:
+        print(f"modsingest replay: {exc}", file=sys.stderr)
+        return exc.code
+    if interrupted:
+        print("modsingest replay: interrupted; unfinished files stay queued for the service", file=sys.stderr)
+        return 130
+    return _summary(finished, len(paths))
+
+
+def _queue(ledger: Ledger, paths: list[Path]) -> tuple[set[int], list[str]]:
+    """Queue each complete file in the ledger (forced: delivered content too); the row ids and what was skipped."""
+    ids: set[int] = set()
+    skipped: list[str] = []
+    now = time.time()
+    for p in paths:
+        layout = fitscheck.scan(p)
+        if not layout.complete:
+            skipped.append(layout.describe())
+            continue
+        fp = Fingerprint.of(os.stat(p))
+        row_id = ledger.enqueue(p, fp, seen_at=now, conpars=layout.has_conpars, sources={REPLAY}, force=True)
+        if row_id is None:  # already queued by a service that stopped
+            row = ledger.find(p, fp)
+            row_id = row.id if row else None
+        if row_id is not None:
+            ids.add(row_id)
+    return ids, skipped
+
+
+def _drive(dispatcher: Dispatcher, settings: Settings, count: int) -> tuple[list[Row], bool]:
+    """Dispatch until ``count`` rows are delivered or failed (a progress bar); then stop the workers.
+
+    Returns the finished rows and whether Ctrl-C cut it short (busy files then get
+    ``runtime.STOP_GRACE`` to finish; the rest stays queued for the service).
+    """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from modsingest.service.agent import ORPHAN_WAIT, STOP_GRACE, clean_destinations
-    from modsingest.service.dispatch import Dispatcher, adopt_published
-    from modsingest.service.workers import WORKERS_LOCK, WorkerPool, WorkerStartError, wait_for_orphans
-
-    state = settings.paths.state
-    try:
-        lock_fd = lock_service(state)
-    except AlreadyRunning:
-        return via_service(settings, paths)  # the service started meanwhile
-    ledger = None
-    try:
-        if not wait_for_orphans(state / WORKERS_LOCK, ORPHAN_WAIT):
-            print("modsingest replay: workers of an earlier run are still alive", file=sys.stderr)
-            return 1
-        ledger = Ledger(state)
-        adopt_published(ledger)  # what a killed run published but did not record
-        ledger.recover()  # no service holds the lock: 'processing' rows are stale
-        clean_destinations(settings)
-        ids: set[int] = set()
-        skipped: list[str] = []
-        now = time.time()
-        for p in paths:
-            layout = fitscheck.scan(p)
-            if not layout.complete:
-                skipped.append(layout.describe())
-                continue
-            fp = Fingerprint.of(os.stat(p))
-            row_id = ledger.enqueue(
-                p, fp, seen_at=now, conpars=layout.has_conpars, sources={REPLAY}, force=True
-            )
-            if row_id is None:  # already queued by a service that stopped
-                row = ledger.find(p, fp)
-                row_id = row.id if row else None
-            if row_id is not None:
-                ids.add(row_id)
-        for why in skipped:
-            print(f"modsingest replay: skipped, not complete: {why}", file=sys.stderr)
-        if not ids:
-            return 1 if skipped else 0
-        pool = WorkerPool(settings, min(settings.workers, len(ids)), lock_path=state / WORKERS_LOCK)
+    finished: list[Row] = []
+    interrupted = False
+    with logging_redirect_tqdm(), tqdm(total=count, unit="file", disable=None) as bar:
         try:
-            pool.start()
-        except WorkerStartError as exc:
-            print(f"modsingest replay: {exc}", file=sys.stderr)
-            return 2
-        dispatcher = Dispatcher(ledger, pool, only=ids, nightlog_dir=settings.paths.nightlog)
-        finished: list[Row] = []
-        interrupted = False
-        with logging_redirect_tqdm(), tqdm(total=len(ids), unit="file", disable=None) as bar:
-            try:
-                dispatcher.fill()
-                while len(finished) < len(ids):
-                    for row in dispatcher.pump(1.0):
-                        if row.state in (DELIVERED, FAILED, WAITING):
-                            finished.append(row)
-                            bar.update(1)
-            except KeyboardInterrupt:
-                interrupted = True
-            dispatcher.shutdown(time.monotonic() + (STOP_GRACE if interrupted else 5.0))
-        if interrupted:
-            print(
-                "modsingest replay: interrupted; unfinished files stay queued for the service",
-                file=sys.stderr,
-            )
-            return 130
-        return _summary(finished, len(paths))
-    finally:
-        if ledger is not None:
-            ledger.close()
-        os.close(lock_fd)
+            dispatcher.fill()
+            while len(finished) < count:
+                for row in dispatcher.pump(1.0):
+                    if row.state in (DELIVERED, FAILED, WAITING):
+                        finished.append(row)
+                        bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+        runtime.stop(dispatcher, settings, time.monotonic() + (runtime.STOP_GRACE if interrupted else 5.0))
+    return finished, interrupted
 
 
 def _summary(rows: list[Row], asked: int) -> int:

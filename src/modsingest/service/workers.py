@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 
 from modsingest import fsutil
 from modsingest.config import Settings
+from modsingest.result import Result
 from modsingest.service import faultpoints
 
 log = logging.getLogger("modsingest.workers")
@@ -78,15 +79,15 @@ class Job(NamedTuple):
 
 @dataclass
 class Outcome:
-    """What became of a job: the core's result (as a dict) or the worker's death."""
+    """What became of a job: the core's ``Result`` or the worker's death."""
 
     job: Job
-    result: dict[str, Any] | None = None  # Result fields; None when the worker died
+    result: Result | None = None  # None when the worker died
     died: str | None = None  # why, when the worker died with the job
 
     @property
     def ok(self) -> bool:
-        return bool(self.result and self.result.get("ok"))
+        return self.result is not None and self.result.ok
 
 
 class WorkerStartError(RuntimeError):
@@ -135,27 +136,6 @@ def _die_with_main(conn: Connection) -> None:
     threading.Thread(target=watch, name="die-with-main", daemon=True).start()
 
 
-def result_dict(res: Any) -> dict[str, Any]:
-    """The core's ``Result`` as plain data for the pipe (paths as strings)."""
-    return {
-        "ok": bool(res.ok),
-        "error": res.error,
-        "name": res.name,
-        "outputs": [str(p) for p in (res.outputs or ())],
-        "channel": res.channel,
-        "warnings": [str(w) for w in (res.warnings or [])],
-        "steps": list(getattr(res, "steps", ()) or ()),
-        "stage": getattr(res, "stage", None),
-        "retryable": bool(getattr(res, "retryable", False)),
-        "side": getattr(res, "side", None),
-        "kind": getattr(res, "kind", None),
-        "date_obs": getattr(res, "date_obs", None),
-        "seconds": float(res.seconds or 0.0),
-        "timings": dict(getattr(res, "timings", {}) or {}),
-        "log": res.log.to_dict() if getattr(res, "log", None) is not None else None,
-    }
-
-
 def worker_main(
     conn: Connection,
     settings: Settings,
@@ -195,27 +175,25 @@ def worker_main(
             return
         job_id, path = message
         try:
-            payload = result_dict(pipeline.process(path))
+            result = pipeline.process(path)
         except BaseException as exc:  # the core promises not to raise; record it if it does
             wlog.error("%s: the pipeline raised", path, exc_info=True)
-            payload = {
-                "ok": False,
-                "error": f"{path}: worker exception {type(exc).__name__}: {exc}",
-                "stage": "worker",
-                "warnings": [],
-                "seconds": 0.0,
-            }
-        if payload.get("ok"):
-            note_published(settings.paths.state, job_id, payload)
+            result = Result(
+                source=Path(path),
+                error=f"{path}: worker exception {type(exc).__name__}: {exc}",
+                stage="worker",
+            )
+        if result.ok:
+            note_published(settings.paths.state, job_id, result)
         if fault is not None:
             fault.fire("done", main_pid)
         try:
-            conn.send(("done", job_id, payload))
+            conn.send(("done", job_id, result))
         except (BrokenPipeError, OSError):
             return
 
 
-def note_published(state: Path, job_id: int, payload: dict[str, Any]) -> None:
+def note_published(state: Path, job_id: int, result: Result) -> None:
     """Record, beside the ledger, that job ``job_id`` was published.
 
     Why: between the worker's last rename and the main process's ledger write
@@ -230,7 +208,7 @@ def note_published(state: Path, job_id: int, payload: dict[str, Any]) -> None:
     try:
         folder.mkdir(mode=0o750, exist_ok=True)
         tmp = folder / f".{job_id}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(payload))
+        tmp.write_text(json.dumps(result.to_json()))
         os.replace(tmp, folder / f"{job_id}.json")
     except OSError as exc:  # the delivery stands; only the crash window stays open
         log.warning("cannot note job %s as published in %s: %s", job_id, folder, exc)
@@ -244,18 +222,18 @@ def forget_published(state: Path, job_id: int) -> None:
         pass
 
 
-def read_published(state: Path, job_id: int) -> dict[str, Any] | None:
+def read_published(state: Path, job_id: int) -> Result | None:
     """The note of ``job_id`` (a worker that died after publishing, before its result arrived)."""
     try:
-        return json.loads((Path(state) / PUBLISHED_DIR / f"{job_id}.json").read_text())
-    except (OSError, ValueError):
+        return Result.from_json(json.loads((Path(state) / PUBLISHED_DIR / f"{job_id}.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
-def take_published(state: Path) -> dict[int, dict[str, Any]]:
+def take_published(state: Path) -> dict[int, Result]:
     """Start-up: the notes a killed run left (job id -> result), removed as they are read."""
     folder = Path(state) / PUBLISHED_DIR
-    notes: dict[int, dict[str, Any]] = {}
+    notes: dict[int, Result] = {}
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -264,8 +242,8 @@ def take_published(state: Path) -> dict[int, dict[str, Any]]:
         stem = entry.name[: -len(".json")]
         if entry.name.endswith(".json") and stem.isdigit():
             try:
-                notes[int(stem)] = json.loads(Path(entry.path).read_text())
-            except (OSError, ValueError) as exc:
+                notes[int(stem)] = Result.from_json(json.loads(Path(entry.path).read_text()))
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
                 log.warning("ignoring unreadable note %s: %s", entry.path, exc)
         try:
             os.unlink(entry.path)
@@ -456,10 +434,10 @@ class WorkerPool:
             w.ready = True
             log.debug("worker %d ready (pid %s)", w.index, message[1])
         elif kind == "done":
-            _, job_id, payload = message
+            _, job_id, result = message
             job = w.job if w.job is not None and w.job.id == job_id else Job(job_id, "?")
             w.job = None
-            outcomes.append(Outcome(job, result=payload))
+            outcomes.append(Outcome(job, result=result))
         elif kind == "init-failed":
             self._init_error = f"worker {w.index} cannot build the pipeline: {message[1]}"
             log.error("%s", self._init_error)

@@ -152,6 +152,17 @@ def clear_provenance(frame: Frame) -> list[str]:
     return ours
 
 
+def forget_step(frame: Frame, name: str) -> None:
+    """Take step ``name`` out of the recorded steps (``PROV_STEPS``), after the fact.
+
+    For a step whose work was undone after provenance was written (MERGED that
+    failed while the file was being written): the header must not claim it.
+    """
+    header = frame.primary
+    steps = [s for s in str(header.get(PROV_STEPS, "")).split(",") if s and s != name]
+    header[PROV_STEPS] = ",".join(steps) or "none"
+
+
 def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContext, when: float) -> None:
     """Version, steps applied and every step's warnings, in the primary.
 
