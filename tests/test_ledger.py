@@ -444,3 +444,19 @@ def test_worker_deaths_fail_a_file_after_max_attempts(ledger):
     ledger.claim(set(), 1)
     row = ledger.retry_or_fail(rid, "worker died", 3)
     assert row.state == FAILED and row.reason == "worker died (after 3 attempts)" and row.deaths == 3
+
+
+def test_readers_do_not_migrate_an_older_ledger(tmp_path):
+    """status between an install and the restart must not migrate under the old service."""
+    db = sqlite3.connect(path_of(tmp_path))
+    db.executescript(V1_SCHEMA + "PRAGMA user_version=1;")
+    db.close()
+    with pytest.raises(
+        RuntimeError, match=r"ledger schema 1 is older than this modsingest .*migrates it when it starts"
+    ):
+        open_existing(tmp_path)
+    db = sqlite3.connect(path_of(tmp_path))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    Ledger(tmp_path).close()  # the service migrates it
+    open_existing(tmp_path).close()

@@ -342,3 +342,20 @@ def test_check_levels(settings, layout, capsys):
         )
     finally:
         os.close(fd)
+
+
+def test_an_older_ledger_is_reported_not_migrated(settings, layout, capsys):
+    import sqlite3
+
+    db = sqlite3.connect(path_of(settings.paths.state))
+    db.executescript("CREATE TABLE files (id INTEGER PRIMARY KEY); PRAGMA user_version=1;")
+    db.close()
+    rc, out = run(layout, capsys, check=True)
+    assert rc == 2
+    assert out.out.startswith(
+        "MODSINGEST CRITICAL - service unknown (the ledger cannot be read); 1 directory problem(s): "
+        f"cannot read the ledger: {path_of(settings.paths.state)}: ledger schema 1 is older than this modsingest"
+    )
+    db = sqlite3.connect(path_of(settings.paths.state))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()

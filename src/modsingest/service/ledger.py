@@ -282,7 +282,7 @@ class Ledger:
     every method is one short transaction.
     """
 
-    def __init__(self, state_dir: os.PathLike | str, *, clock=time.time):
+    def __init__(self, state_dir: os.PathLike | str, *, clock=time.time, migrate: bool = True):
         self.path = path_of(state_dir)
         self._clock = clock
         self._lock = threading.RLock()
@@ -300,6 +300,15 @@ class Ledger:
                 f"({SCHEMA_VERSION}); refusing to touch it"
             )
         if version < SCHEMA_VERSION:
+            if not migrate and version > 0:
+                # a reader (status, replay's lookups) must not migrate the ledger under
+                # a service that still runs the old code (between install and restart)
+                self._db.close()
+                raise RuntimeError(
+                    f"{self.path}: ledger schema {version} is older than this modsingest "
+                    f"({SCHEMA_VERSION}); the service migrates it when it starts "
+                    "(systemctl restart modsingest)"
+                )
             self._upgrade(version)
 
     def _upgrade(self, version: int) -> None:
@@ -795,8 +804,11 @@ class Ledger:
 
 
 def open_existing(state_dir: os.PathLike | str) -> Ledger | None:
-    """The ledger if one exists (``status`` must not create one), else None."""
-    return Ledger(state_dir) if path_of(state_dir).exists() else None
+    """The ledger if one exists (``status`` must not create one), else None.
+
+    Never migrated here: RuntimeError when its schema is older (or newer) than this code's.
+    """
+    return Ledger(state_dir, migrate=False) if path_of(state_dir).exists() else None
 
 
 class AlreadyRunning(RuntimeError):

@@ -20,6 +20,7 @@ see ``check``.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import time
 from datetime import UTC, datetime
@@ -72,13 +73,18 @@ def gather(
         "newest": {},
     }
     running = service_running(state) if os.path.isdir(state) else False
+    unreadable = None
     try:
         ledger = open_existing(state)
-    except Exception as exc:  # sqlite3.Error, PermissionError: say it, do not trace
-        report["directory_problems"].append(f"{path_of(state)}: cannot open the ledger: {exc}")
+    except Exception as exc:  # sqlite3.Error, PermissionError, an older schema: say it, do not trace
+        unreadable = str(exc) if str(path_of(state)) in str(exc) else f"{path_of(state)}: {exc}"
+        report["directory_problems"].append(f"cannot read the ledger: {unreadable}")
         ledger = None
     if ledger is None:
-        report["service"] = {"running": running, "state": "never ran (no ledger yet)"}
+        what = "never ran (no ledger yet)" if unreadable is None else "unknown (the ledger cannot be read)"
+        if unreadable is not None and running:
+            what = "running (the ledger cannot be read)"
+        report["service"] = {"running": running, "state": what}
         report.update(
             counts={},
             latency=None,
@@ -378,7 +384,8 @@ def check(report: dict[str, Any]) -> tuple[int, str]:
         critical.append(f"service {svc.get('state', 'not running')}")
     dirs = report.get("directory_problems") or []
     if dirs:
-        critical.append(f"{len(dirs)} directory problem(s): {dirs[0].split(': ', 1)[-1]}")
+        first = re.sub(r"^\S+:(\d+|\?): ", "", dirs[0])  # the key and problem, without file:line
+        critical.append(f"{len(dirs)} directory problem(s): {first}")
     waiting = report.get("waiting") or []
     if waiting:
         critical.append(f"{len(waiting)} file(s) waiting for a destination ({waiting[0]['reason']})")
