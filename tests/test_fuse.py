@@ -22,30 +22,21 @@ import time
 
 import pytest
 
+from conftest import needed, require_tool
 from modsingest import sim as simulate
 from servicekit import CHANNELS, Agent, wait_for
 
 UDP = "udp:\n  enabled: true\n  host: 127.0.0.1\n  port: 0\n"
 
 
-def _fuse_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "mounting needs root"
-    if shutil.which("bindfs") is None:
-        return "bindfs is not installed (.ci/run installs it)"
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse"
-    return None
-
-
 @pytest.fixture
 def fuse_agent(tmp_path):
     """An Agent whose raw directories are bindfs mounts of backing directories."""
-    missing = _fuse_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"FUSE tests cannot run under CI: {missing}")
-        pytest.skip(missing)
+    if os.geteuid() != 0:
+        needed("root (mounting needs it)", "run the tests as root, as CI does")
+    require_tool("bindfs", "bindfs")
+    if not os.path.exists("/dev/fuse"):
+        needed("/dev/fuse", "a machine or container with FUSE")
     agents: list[Agent] = []
     mounted: list[str] = []
 
