@@ -200,3 +200,19 @@ def test_a_raw_side_io_error_is_failed_after_max_attempts_with_its_reason(tmp_pa
     row = ledger.row(row_id)
     assert row.state == FAILED and row.reason == "x.fits: cannot read: Input/output error"
     assert row.attempts == dispatch.MAX_ATTEMPTS
+
+
+def test_a_replay_without_the_service_leaves_waiting_files_to_the_service(tmp_path, monkeypatch):
+    """replay's own dispatcher (``only``) records the wait and stops there: one outcome per file."""
+    monkeypatch.setattr(dispatch, "retry_delay", lambda attempts: 0.0)
+    ledger = new_ledger(tmp_path)
+    row_id = queued(ledger, tmp_path)
+    pool = FakePool([FULL, OK])
+    d = dispatch.Dispatcher(ledger, pool, only={row_id})
+    d.fill()
+    assert [r.state for r in d.pump(0.0)] == [WAITING]
+    d.fill()
+    assert pool.jobs == [] and ledger.row(row_id).state == WAITING
+    service = dispatch.Dispatcher(ledger, pool)  # the service takes it up
+    service.fill()
+    assert [j.id for j in pool.jobs] == [row_id]

@@ -160,7 +160,7 @@ class Dispatcher:
                     after.name,
                     (after.finished_at or 0) - after.waiting_since,
                 )
-            woken = self.ledger.requeue_waiting()
+            woken = self.ledger.requeue_waiting() if self.only is None else 0
             if woken:
                 log.info("a destination accepts files again: %d waiting file(s) queued", woken)
             self._night_log(after, res.log)
@@ -216,7 +216,8 @@ class Dispatcher:
             if due <= now:
                 del self.waiting[row_id]
                 self.ledger.requeue(row_id, reason)
-        self.ledger.requeue_waiting(due_by=time.time())  # destinations: their retry time has come
+        if self.only is None:  # a replay without the service leaves waiting files to the service
+            self.ledger.requeue_waiting(due_by=time.time())  # destinations: their retry time has come
 
     def shutdown(self, deadline: float) -> list[Row]:
         """Take no new files; let busy ones finish until ``deadline`` (monotonic).
