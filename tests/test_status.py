@@ -291,7 +291,8 @@ def test_status_shows_files_waiting_for_a_destination_and_what_the_gate_holds(se
         "IM3 data cut short: needs 100 bytes, file has 50\n"
         f"  WAITING FOR CONPARS  mods1r.20260102.0341.fits  since {status._utc(now - 4)} (4 s)\n"
     ) in text
-    assert "Last 24 h: 1 file(s): 1 delivered" in text
+    assert "Last 24 h: 1 file(s): 1 delivered; 2 waiting for a destination (above)" in text
+    assert "Problems: none" not in text and "Failed or incomplete files: none" in text
     assert (
         "  MODS1B  mods1b.20260102.0317.fits  DATE-OBS 2026-01-03T01:00:00.5, delivered "
         f"{status._utc(now - 600)} (10 min ago)\n"

@@ -316,7 +316,8 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
     if counts.get(WAITING):
         total -= counts[WAITING]  # shown above; they may be older than the window
         parts = [p for p in parts if not p.endswith(f" {WAITING}")]
-    lines.append(f"{scope}: {total} file(s): " + ", ".join(parts))
+    waiting_note = f"; {counts[WAITING]} waiting for a destination (above)" if counts.get(WAITING) else ""
+    lines.append(f"{scope}: {total} file(s): " + ", ".join(parts) + waiting_note)
     gate = report.get("gate") or {}
     if gate.get("considering"):
         lines.append(
@@ -358,7 +359,11 @@ def render(report: dict[str, Any]) -> str:  # noqa: C901
             lines.append(f"  {p['state'].upper():<10} {p['name']}  {_utc(p['when'])}{tries}")
             lines.append(f"             {p['reason']}")
     else:
-        lines.append("Problems: none")
+        if report.get("waiting") or report.get("directory_problems"):
+            # not "Problems: none" while files wait or a directory is away (they are above)
+            lines.append("Failed or incomplete files: none")
+        else:
+            lines.append("Problems: none")
     if report.get("older_problems"):
         lines.append(
             f"          and {report['older_problems']} older failed or incomplete "
