@@ -230,3 +230,14 @@ def test_amplifier_whose_size_is_not_its_shape_is_impossible(tmp_path):
     layout = scan(tmp_path, _set_card(data, 4, "GCOUNT", "0")[: im4.data_offset])
     assert layout.impossible
     assert layout.problems == ["IM4 data size 0 does not match its shape (PCOUNT/GCOUNT)"]
+
+
+@pytest.mark.parametrize("unwritten", [2880, 80, 5, 1])
+def test_nul_bytes_where_the_primary_should_start_are_incomplete(tmp_path, unwritten):
+    """NFS can show a file's new length before its bytes: NULs at the start are not there yet,
+    so the file must stay incomplete (looked at again), never be reported impossible."""
+    data = bytearray(tiny_raw())
+    data[:unwritten] = bytes(unwritten)
+    layout = scan(tmp_path, bytes(data))
+    assert layout.verdict == "incomplete"
+    assert layout.problems == ["primary header has NUL bytes at byte 0 (not written yet?)"]

@@ -265,6 +265,10 @@ _SIMPLE_T = b"SIMPLE  =                    T"
 def _check_first(card: bytes, index: int) -> None:
     """The primary must open with ``SIMPLE = T``; an extension with XTENSION."""
     if index == 0:
+        if card[:1] == b"\0":
+            # NFS can show a file's new length before its bytes: not written yet,
+            # so incomplete (looked at again), never impossible
+            _check_card(card, 0, index)
         if len(card) < len(_SIMPLE_T):
             if not _SIMPLE_T.startswith(card):
                 raise _Impossible("not a FITS file (does not start with SIMPLE = T)")
