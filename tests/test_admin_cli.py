@@ -225,3 +225,29 @@ def test_reprocessing_with_defaults_removes_an_earlier_msioff(layout, tmp_path, 
     cfg.write_text(cfg.read_text().replace("steps:\n  archive: no\n", ""))
     assert main(["process", "--config", str(cfg), str(again)]) == 0
     assert "MSIOFF" not in fits.getheader(layout["newdata"] / again.name)
+
+
+def test_check_config_beside_a_running_service_does_not_count_its_own_port(layout, capsys):
+    import socket
+
+    from modsingest.service.ledger import lock_service
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))  # the running service's UDP listener
+    port = sock.getsockname()[1]
+    cfg = layout["config"]
+    with cfg.open("a") as f:
+        f.write(f"udp:\n  enabled: yes\n  host: 127.0.0.1\n  port: {port}\n")
+    try:
+        assert main(["check-config", str(cfg)]) == 2  # no service: the port is someone else's
+        assert "udp.port: UDP 127.0.0.1:" in capsys.readouterr().err
+        fd = lock_service(layout["state"])
+        try:
+            assert main(["check-config", str(cfg)]) == 0
+        finally:
+            os.close(fd)
+    finally:
+        sock.close()
+    assert capsys.readouterr().out.endswith(
+        "; a service is running on this state directory, so its ports were not checked\n"
+    )

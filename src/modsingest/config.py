@@ -705,7 +705,7 @@ def check_ports(settings: Settings) -> list[str]:
     return problems
 
 
-def check_all(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
+def check_all(path: str | os.PathLike, *, ports: bool = True) -> tuple[Settings | None, list[str]]:
     """Everything ``watch`` checks at start, without starting: (settings, problems).
 
     The configuration text (keys, types, ranges, step names, directory layout),
@@ -717,5 +717,6 @@ def check_all(path: str | os.PathLike) -> tuple[Settings | None, list[str]]:
     except ConfigError as exc:
         return None, [str(exc)]
     problems = check_directories(settings, state_may_be_missing=True)
-    problems += check_ports(settings)
+    if ports:
+        problems += check_ports(settings)
     return settings, problems

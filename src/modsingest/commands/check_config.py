@@ -5,7 +5,8 @@ checked for what that user may do.  It prints each problem as
 ``file:line: key: problem`` on standard error and a one-line summary on
 standard output; exit status 0 when ``watch`` would start, 2 otherwise.  The
 state directory may be missing: systemd's ``StateDirectory=`` makes it at the
-first start.
+first start.  While a service runs on the same state directory its ports are its
+own, so they are not checked (the summary says so).
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ def command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return CONFIG_ERROR
-    settings, problems = check_all(path)
+    settings, problems = check_all(path, ports=False)
+    note = ""
     if settings is not None:
         problems += _plugin_problems(settings)
+        from modsingest.config import check_ports
+        from modsingest.service.ledger import service_running
+
+        if settings.paths.state.is_dir() and service_running(settings.paths.state):
+            # its ports are in use by itself: checked at its next start, not here
+            note = "; a service is running on this state directory, so its ports were not checked"
+        else:
+            problems += check_ports(settings)
     for problem in problems:
         print(f"modsingest: {problem}", file=sys.stderr)
     if problems:
@@ -46,6 +56,7 @@ def command(args: argparse.Namespace) -> int:
         f"{path}: ok: {raw} raw director{'y' if raw == 1 else 'ies'}, {settings.watch.method}, "
         f"{settings.workers} worker(s), steps {','.join(settings.enabled_steps) or 'none'}"
         + (f" (default step(s) off: {', '.join(off)})" if off else "")
+        + note
     )
     return 0
 
