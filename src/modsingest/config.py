@@ -24,8 +24,10 @@ the complete order and must name every default step, switched off ones as
 from __future__ import annotations
 
 import errno
+import importlib.util
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +98,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySource:
+    """One telemetry source: a file per night (``{night}`` in ``path``), read by processing/telemetry.py."""
+
+    name: str  # the table's EXTNAME: GUIDER, WFS, WEATHER...
+    format: str  # csv | jsonl | hdf5
+    path: str  # with {night} = CCYYMMDD of the raw file's night
+    time_column: str = "time"
+    time_format: str = "iso"  # iso | unix | mjd
+    columns: tuple[tuple[str, str], ...] = ()  # (column, unit); () = every column, no units
+    dataset: str | None = None  # hdf5: the dataset of records
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    sources: tuple[TelemetrySource, ...] = ()
+    margin: float = 0.0  # seconds added before and after the exposure
+    wait: float = 0.0  # at most this long per file for a source not yet written to the end
+
+
+@dataclass(frozen=True)
 class StepSpec:
     name: str
     enabled: bool = True
@@ -115,6 +137,7 @@ class Settings:
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: archive.dictionary loaded and validated at start; None: the shipped dictionary
     keywords: KeywordDictionary | None = None
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @property
     def enabled_steps(self) -> tuple[str, ...]:
@@ -280,8 +303,14 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
     "metrics": {"port": _port, "host": _string},
     "log": {"level": _choice(*_LOG_LEVELS)},
     "archive": {"dictionary": None},  # a keyword dictionary file, handled below
+    # docs/telemetry.md; sources is a list of mappings, handled below
+    "telemetry": {
+        "margin": _seconds(0, 3600, allow_zero=True),
+        "wait": _seconds(0, 600, allow_zero=True),
+        "sources": None,
+    },
 }
-_TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log", "archive"}
+_TOP = {"paths", "watch", "workers", "steps", "udp", "metrics", "log", "archive", "telemetry"}
 _OPTIONAL_PATH_KEYS = ("legacy", "nightlog", "compressed")
 _PATH_KEYS = ("raw", "newdata", "processed", "state", *_OPTIONAL_PATH_KEYS)
 
@@ -350,6 +379,7 @@ def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = Tr
         source=source,
         lines=where.lines,
         keywords=sections["archive"].get("dictionary"),
+        telemetry=TelemetrySettings(**sections["telemetry"]),
     )
 
 
@@ -379,6 +409,9 @@ def _section(doc: CommentedMap, name: str, schema: dict, where: _Where) -> dict[
             continue
         if name == "archive" and key == "dictionary":
             out["dictionary"] = _keyword_dictionary(node, key, dotted, where)
+            continue
+        if name == "telemetry" and key == "sources":
+            out["sources"] = _telemetry_sources(node, key, dotted, where)
             continue
         attr = "level" if name == "log" else key
         out[attr] = _convert(node, key, dotted, schema[key], where)
@@ -421,6 +454,86 @@ def _keyword_dictionary(node: Any, key: Any, dotted: str, where: _Where) -> Keyw
         return keywords.load(path)
     except DictionaryError as exc:
         raise ConfigError(str(exc)) from None
+
+
+_SOURCE_KEYS = ("name", "format", "path", "time", "time_format", "columns", "dataset")
+
+
+def _telemetry_sources(node: Any, key: Any, dotted: str, where: _Where) -> tuple[TelemetrySource, ...]:
+    """``telemetry.sources``: a list of {name, format, path, time, time_format, columns, dataset}.
+
+    An HDF5 source needs h5py, an optional dependency (``pip install
+    'modsingest[hdf5]'``): without it the configuration is refused here rather
+    than every file getting a warning.  Found without importing it (the
+    service's main process imports no numerical library).
+    """
+    items = node[key]
+    if items is None:
+        return ()
+    if not isinstance(items, CommentedSeq):
+        raise ConfigError(f"{where.at(node, key, dotted)}: must be a list of sources")
+    out: list[TelemetrySource] = []
+    for i, item in enumerate(items):
+        source = _telemetry_source(items, i, f"{dotted}[{i}]", where)
+        if any(o.name == source.name for o in out):
+            raise ConfigError(
+                f"{where.at(item, 'name', f'{dotted}[{i}].name')}: {source.name!r} listed twice"
+            )
+        out.append(source)
+    return tuple(out)
+
+
+def _telemetry_source(items: CommentedSeq, i: int, at: str, where: _Where) -> TelemetrySource:
+    """One entry of ``telemetry.sources``, checked."""
+    item = items[i]
+    if not isinstance(item, CommentedMap):
+        raise ConfigError(f"{where.at(items, i, at)}: must be a mapping (name, format, path, ...)")
+    for k in item:
+        if k not in _SOURCE_KEYS:
+            raise ConfigError(
+                f"{where.at(item, k, f'{at}.{k}')}: unknown key (known: {', '.join(_SOURCE_KEYS)})"
+            )
+    for k in ("name", "format", "path"):
+        if k not in item:
+            raise ConfigError(f"{where.at(items, i, f'{at}.{k}')}: missing")
+    name = _convert(item, "name", f"{at}.name", _string, where).upper()
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,67}", name) or name in ("PRIMARY", "CONPARS", "MERGED"):
+        raise ConfigError(f"{where.at(item, 'name', f'{at}.name')}: {name!r} cannot be an EXTNAME here")
+    fmt = _convert(item, "format", f"{at}.format", _choice("csv", "jsonl", "hdf5"), where)
+    if fmt == "hdf5" and importlib.util.find_spec("h5py") is None:
+        raise ConfigError(
+            f"{where.at(item, 'format', f'{at}.format')}: hdf5 needs h5py, which is not installed "
+            "(pip install 'modsingest[hdf5]')"
+        )
+    path = _convert(item, "path", f"{at}.path", _string, where)
+    if not os.path.isabs(path):
+        path = str((where.source.parent / path).resolve())
+    columns = ()
+    if item.get("columns") is not None:
+        cols = item["columns"]
+        if not isinstance(cols, CommentedMap):
+            raise ConfigError(f"{where.at(item, 'columns', f'{at}.columns')}: must be a mapping column: unit")
+        columns = tuple((str(c), "" if u is None else str(u)) for c, u in cols.items())
+    dataset = None
+    if "dataset" in item:
+        dataset = _convert(item, "dataset", f"{at}.dataset", _string, where)
+    elif fmt == "hdf5":
+        raise ConfigError(
+            f"{where.at(items, i, f'{at}.dataset')}: missing (an hdf5 source names its dataset)"
+        )
+    return TelemetrySource(
+        name=name,
+        format=fmt,
+        path=path,
+        time_column=_convert(item, "time", f"{at}.time", _string, where) if "time" in item else "time",
+        time_format=(
+            _convert(item, "time_format", f"{at}.time_format", _choice("iso", "unix", "mjd"), where)
+            if "time_format" in item
+            else "iso"
+        ),
+        columns=columns,
+        dataset=dataset,
+    )
 
 
 def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:

@@ -31,6 +31,9 @@ from astropy.utils.exceptions import AstropyUserWarning
 from modsingest.fits import scan as fitscheck
 from modsingest.fits.scan import HDUInfo
 
+#: the card that marks a telemetry table (steps/telemetry.py writes it)
+TELEMETRY_MARK = "TELSRC"
+
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -149,6 +152,8 @@ class Frame:
     amps: list[Amplifier]
     conpars: Conpars | None = None
     merged: Merged | None = None
+    #: telemetry tables (the telemetry step), written after MERGED
+    tables: list[ExtraHDU] = field(default_factory=list)
     extras: list[ExtraHDU] = field(default_factory=list)
 
     @property
@@ -317,6 +322,9 @@ def from_bytes(
             frame.conpars = Conpars(header=header, block=block, rows=_decode_table(header, block))
         elif info.extname == "MERGED":
             continue  # a processed file read again: rebuilt by the merged step, never appended twice
+        elif info.xtension == "BINTABLE" and TELEMETRY_MARK in header:
+            # a processed file read again: kept, and replaced by name if the telemetry step runs
+            frame.tables.append(ExtraHDU(header=header, block=_block(data, info)))
         else:
             frame.extras.append(ExtraHDU(header=header, block=_block(data, info)))
     return frame

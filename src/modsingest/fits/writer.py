@@ -248,7 +248,7 @@ class Output:
                 yield chunk
         if frame.merged is not None:
             offset = yield from self._merged(offset)
-        for extra in frame.extras:
+        for extra in [*frame.tables, *frame.extras]:
             for chunk in _hdu(extra.header, extra.block):
                 offset += len(chunk)
                 yield chunk

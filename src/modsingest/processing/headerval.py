@@ -214,3 +214,33 @@ def resolve_channel(instrume: object, filename: str) -> tuple[str | None, str | 
     if from_name is not None:
         return from_name, f"INSTRUME {seen}; {from_name} taken from the file name {filename}"
     return None, f"INSTRUME {seen} and the file name {filename!r} names no MODS channel"
+
+
+#: raw time of DATE-OBS, in order of trust
+TIME_KEYWORDS = ("UTC-OBS", "TIME-OBS", "UT")
+
+
+def start_of_exposure(header) -> tuple[datetime | None, str | None]:
+    """(start of the exposure, None), or (None, the reason there is none).
+
+    DATE-OBS is 'YYYY-MM-DDThh:mm:ss.sss' after the timestamps step; when that
+    step is switched off it is the raw date alone, and the time is taken from
+    UTC-OBS/TIME-OBS/UT, the first one that reads, as the timestamps step would.
+    One home for "when did the exposure start" outside the timestamps step: the
+    archive step's UNIQNAME and the telemetry window both use it.
+    """
+    date_obs = header.get("DATE-OBS")
+    if not isinstance(date_obs, str):
+        return None, f"DATE-OBS = {date_obs!r} is not a date"
+    day, clock = split_date_obs(date_obs)
+    sources = [("DATE-OBS", clock)] if clock is not None else []
+    sources += [(k, header[k]) for k in TIME_KEYWORDS if isinstance(header.get(k), str)]
+    if not sources:
+        return None, f"DATE-OBS = {date_obs!r} has no time and there is no {'/'.join(TIME_KEYWORDS)}"
+    problems = []
+    for keyword, clock_text in sources:
+        try:
+            return date_time(day, clock_text), None
+        except ValueError as exc:
+            problems.append(f"with {keyword} time {clock_text!r}: {exc}")
+    return None, f"DATE-OBS = {date_obs!r} unusable ({'; '.join(problems)})"

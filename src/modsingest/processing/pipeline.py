@@ -53,6 +53,13 @@ class Pipeline:
         self.registry = discover() if registry is None else registry
         check_steps_known(settings, set(self.registry) | set(BROKEN))
         self.step_names = settings.enabled_steps
+        #: telemetry sources are read here, before the steps (steps do no I/O); no
+        #: reader at all when no source is configured, so the hot path pays nothing
+        self.telemetry = None
+        if "telemetry" in self.step_names and settings.telemetry.sources:
+            from modsingest.processing.telemetry import TelemetryReader
+
+            self.telemetry = TelemetryReader(settings.telemetry)
         fitsconf.freeze()
         if warm:
             self.warm_up()
@@ -101,8 +108,12 @@ class Pipeline:
             raise publish.NameRefused(problem)
         frame = frame_mod.read(path)
         t1 = t()
+        telemetry = self.telemetry.read(frame.primary, path.name) if self.telemetry is not None else None
         ctx = StepContext(
-            source_name=path.name, steps_off=self.settings.default_steps_off, keywords=self.settings.keywords
+            source_name=path.name,
+            steps_off=self.settings.default_steps_off,
+            keywords=self.settings.keywords,
+            telemetry=telemetry,
         )
         outcomes = run_steps(frame, self.step_names, ctx, self.registry)
         for o in outcomes:

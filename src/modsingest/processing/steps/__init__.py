@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import Any, Protocol
+
+from astropy.io import fits
 
 from modsingest import __version__
 from modsingest.fits.frame import Frame
@@ -57,6 +59,8 @@ class StepContext:
     steps_off: tuple[str, ...] = ()
     #: the archive step's keyword dictionary; None: the shipped one
     keywords: KeywordDictionary | None = None
+    #: telemetry rows read before the steps ran (processing/telemetry.py); None: no source configured
+    telemetry: Any = None
 
 
 class Step(Protocol):
@@ -129,6 +133,20 @@ def run_steps(
     return outcomes
 
 
+def fitting_comment(keyword: str, value, comment: str) -> str:
+    """``comment``, or '' when it would not fit on the card beside ``value``.
+
+    astropy would truncate it with a VerifyWarning (an error in the tests); a
+    missing comment is better than a cut one.  A value long enough for CONTINUE
+    cards keeps its comment (astropy puts it on the last card).
+    """
+    image = fits.Card(keyword, value).image
+    if len(image) > fits.Card.length:
+        return comment
+    room = fits.Card.length - len(image.rstrip()) - len(" / ")
+    return comment if len(comment) <= room else ""
+
+
 def _split_history(header) -> tuple[list[str], list[str]]:
     """(HISTORY values that are not ours, our earlier warning lines)."""
     if "HISTORY" not in header:
@@ -175,7 +193,7 @@ def record_provenance(frame: Frame, outcomes: list[StepOutcome], ctx: StepContex
     header = frame.primary
     applied = ",".join(o.name for o in outcomes if o.ok)
     header[PROV_VERSION] = (ctx.version, "modsingest version that processed this file")
-    header[PROV_STEPS] = (applied or "none", "steps applied")
+    header[PROV_STEPS] = (applied or "none", fitting_comment(PROV_STEPS, applied or "none", "steps applied"))
     if ctx.steps_off:
         header[PROV_OFF] = (",".join(ctx.steps_off), "default steps switched off by the configuration")
     header[PROV_DATE] = (

@@ -24,7 +24,6 @@ delivered either way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 from astropy.io import fits
 
@@ -32,16 +31,13 @@ from modsingest import keywords, names
 from modsingest.fits.frame import Frame
 from modsingest.keywords import KeywordDictionary
 from modsingest.processing.headerval import (
-    date_time,
     degrees,
     is_blank,
     logical,
     resolve_channel,
-    split_date_obs,
+    start_of_exposure,
 )
-from modsingest.processing.steps import StepContext
-
-TIME_KEYWORDS = ("UTC-OBS", "TIME-OBS", "UT")  # raw time of DATE-OBS, in order of trust
+from modsingest.processing.steps import StepContext, fitting_comment
 
 #: Cards with free text rather than a value: never "blank string values".
 _COMMENTARY = {"COMMENT", "HISTORY", ""}
@@ -68,24 +64,11 @@ def _put(header: fits.Header, keyword: str, value, comment: str, after: str | No
     An existing card is updated where it is (never moved), so a rerun keeps
     the card order of the first run.
     """
-    comment = _comment_that_fits(keyword, value, comment)
+    comment = fitting_comment(keyword, value, comment)
     if keyword not in header and after is not None and after in header:
         header.set(keyword, value, comment, after=after)
     else:
         header[keyword] = (value, comment)
-
-
-def _comment_that_fits(keyword: str, value, comment: str) -> str:
-    """``comment``, or '' when it would not fit on the card beside ``value``.
-
-    astropy would truncate it with a VerifyWarning; a copied OBJECT can be long
-    enough for that, and a missing comment is better than a cut one.
-    """
-    image = fits.Card(keyword, value).image
-    if len(image) > fits.Card.length:
-        return comment  # a CONTINUE card: astropy puts the comment on the last one
-    room = fits.Card.length - len(image.rstrip()) - len(" / ")
-    return comment if len(comment) <= room else ""
 
 
 def rule_1_decimal_telescope_angles(header: fits.Header, frame: Frame, kd: KeywordDictionary) -> list[str]:
@@ -237,37 +220,13 @@ def rule_10_uniqname(header: fits.Header, frame: Frame, kd: KeywordDictionary) -
     UNIQNAME from an earlier run is left alone).
     """
     channel, channel_problem = resolve_channel(header.get("INSTRUME"), frame.name)
-    start, time_problem = _start_of_exposure(header)
+    start, time_problem = start_of_exposure(header)
     if channel is None or start is None:
         reasons = "; ".join(p for p in (channel_problem, time_problem) if p)
         return [f"UNIQNAME not written: {reasons}"]
     stamp = f"{start.year:04d}{start.month:02d}{start.day:02d}.{start:%H%M%S}"
     _put(header, "UNIQNAME", f"{channel.lower()}.{stamp}.fits", kd["UNIQNAME"].comment)
     return [channel_problem] if channel_problem else []
-
-
-def _start_of_exposure(header: fits.Header) -> tuple[datetime | None, str | None]:
-    """(start of the exposure, None), or (None, the reason there is none).
-
-    DATE-OBS is 'YYYY-MM-DDThh:mm:ss.sss' after the timestamps step; when that
-    step is switched off it is the raw date alone, and the time is taken from
-    UTC-OBS/TIME-OBS/UT, the first one that reads, as the timestamps step would.
-    """
-    date_obs = header.get("DATE-OBS")
-    if not isinstance(date_obs, str):
-        return None, f"DATE-OBS = {date_obs!r} is not a date"
-    day, clock = split_date_obs(date_obs)
-    sources = [("DATE-OBS", clock)] if clock is not None else []
-    sources += [(k, header[k]) for k in TIME_KEYWORDS if isinstance(header.get(k), str)]
-    if not sources:
-        return None, f"DATE-OBS = {date_obs!r} has no time and there is no {'/'.join(TIME_KEYWORDS)}"
-    problems = []
-    for keyword, clock_text in sources:
-        try:
-            return date_time(day, clock_text), None
-        except ValueError as exc:
-            problems.append(f"with {keyword} time {clock_text!r}: {exc}")
-    return None, f"DATE-OBS = {date_obs!r} unusable ({'; '.join(problems)})"
 
 
 def rule_11_required_keywords(header: fits.Header, frame: Frame, kd: KeywordDictionary) -> list[str]:
