@@ -62,6 +62,7 @@ demo: install
 
 bench: install
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_telemetry.py
 
 # Fault runs, longer than make test: the hostile-input property test with many more mutants.
 faults: install

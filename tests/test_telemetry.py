@@ -345,3 +345,23 @@ def test_configuration_of_sources_and_its_errors(monkeypatch):
         "/etc/m.yaml:4: telemetry.sources[0].format: hdf5 needs h5py, which is not installed "
         "(pip install 'modsingest[hdf5]')"
     )
+
+
+def test_simulate_writes_the_nights_telemetry_matching_its_exposures(layout, tmp_path):
+    from modsingest.cli import main
+
+    tel = tmp_path / "tel"
+    tel.mkdir()
+    args = ["simulate", "--out", str(layout["raw"]), "--date", NIGHT, "--roi", "1k", "--exptime", "60"]
+    assert main([*args, "--count", "2", "--telemetry", str(tel)]) == 0
+    assert sorted(p.name for p in tel.iterdir()) == [
+        f"guider.{NIGHT}.jsonl",
+        f"weather.{NIGHT}.csv",
+        f"wfs.{NIGHT}.h5",
+    ]
+    config = configure(layout, tel, margin=0)
+    raws = sorted(layout["raw"].glob("*.fits"))
+    assert main(["process", "--config", str(config), *map(str, raws)]) == 0
+    # the first starts on the minute (rows at both ends of its 60 s), the second after a readout
+    tables = [fits.getheader(layout["newdata"] / raw.name)["TELTABS"] for raw in raws]
+    assert tables == ["WEATHER(7),GUIDER(61),WFS(3)", "WEATHER(6),GUIDER(60),WFS(2)"]

@@ -45,6 +45,7 @@ def fresh_layout() -> dict[str, Path]:
         processed=DEMO / "processed",
         state=DEMO / "state",
         nightlog=DEMO / "nightlog",
+        telemetry=DEMO / "telemetry",
     )
     for d in dirs.values():
         d.mkdir(parents=True)
@@ -104,6 +105,36 @@ def show_night_log(directory: Path, shown: int) -> int:
     return shown
 
 
+def write_telemetry(directory: Path) -> Path:
+    """The simulated weather station's file for tonight, covering the demo's exposures."""
+    from datetime import UTC, datetime, timedelta
+
+    from modsingest import names
+    from modsingest.sim import telemetry
+
+    now = datetime.now(UTC)
+    night = names.observing_night(now)
+    written = telemetry.write_night(
+        directory, night, now - timedelta(hours=1), now + timedelta(hours=2), ("WEATHER",)
+    )
+    return written["WEATHER"]
+
+
+def show_tables(path: Path) -> None:
+    """The HDUs of one delivered file: the telemetry table after MERGED."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        say(f"HDUs of newdata/{path.name} (TELTABS = {hdul[0].header.get('TELTABS')!r}):")
+        for i, hdu in enumerate(hdul):
+            shape = f"{len(hdu.data)} rows" if isinstance(hdu, fits.BinTableHDU) else str(hdu.shape or "")
+            say(f"  [{i}] {hdu.name:8s} {type(hdu).__name__:12s} {shape}")
+        if "WEATHER" in hdul:
+            table = hdul["WEATHER"]
+            units = ", ".join(f"{c.name} [{c.unit}]" if c.unit else c.name for c in table.columns)
+            say(f"  WEATHER columns: {units}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=6, help="files to write (default 6)")
@@ -126,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"fresh layout in {DEMO.relative_to(ROOT)}/: raw/{{mods1b,mods1r}}, newdata, processed, state, nightlog"
     )
+    weather = write_telemetry(dirs["telemetry"])
+    say(f"the night's weather telemetry: {weather.relative_to(ROOT)} (attached to each file as a table)")
     say(f"starting: modsingest watch --config {CONFIG.relative_to(ROOT)}")
     proc, ready = start_agent()
     deadline = time.monotonic() + args.timeout
@@ -185,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {name}")
     for pointer in sorted(dirs["newdata"].glob("*.new")):
         say(f"  {pointer.name} -> {pointer.read_text().strip()}")
+    if final:
+        show_tables(dirs["newdata"] / final[-1])
     missing = sorted(set(written) - set(final))
     if missing:
         say(f"NOT delivered: {', '.join(missing)}")

@@ -112,6 +112,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add("--seed", type=int, help="pixel/telemetry seed (default: from the file name)")
     add("--overwrite", action="store_true", help="replace existing files")
+    add(
+        "--telemetry",
+        type=Path,
+        metavar="DIR",
+        help="also write the night's telemetry (weather CSV, guider JSON lines, WFS HDF5) into DIR, "
+        "covering the exposures and an hour either side (docs/telemetry.md)",
+    )
 
 
 def specs_from_args(args: argparse.Namespace) -> list[ExposureSpec]:
@@ -174,5 +181,22 @@ def command(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"modsingest simulate: {exc}", file=sys.stderr)
             return 1
+        print(path, flush=True)
+    if args.telemetry is not None:
+        return _telemetry(args.telemetry, specs)
+    return 0
+
+
+def _telemetry(directory: Path, specs: list[ExposureSpec]) -> int:
+    """The sources' files for the night of ``specs``, matching their times (sim/telemetry.py)."""
+    from modsingest.sim import telemetry
+
+    if not directory.is_dir():
+        print(f"modsingest simulate: telemetry directory {directory} does not exist", file=sys.stderr)
+        return 2
+    hour = timedelta(hours=1)
+    start = min(s.utc_start for s in specs) - hour
+    end = max(s.utc_start + timedelta(seconds=s.exptime) for s in specs) + hour
+    for path in telemetry.write_night(directory, specs[0].date, start, end).values():
         print(path, flush=True)
     return 0

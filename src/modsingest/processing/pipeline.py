@@ -109,6 +109,7 @@ class Pipeline:
         frame = frame_mod.read(path)
         t1 = t()
         telemetry = self.telemetry.read(frame.primary, path.name) if self.telemetry is not None else None
+        t_tel = t() - t1
         ctx = StepContext(
             source_name=path.name,
             steps_off=self.settings.default_steps_off,
@@ -134,6 +135,8 @@ class Pipeline:
         result.ok = True
         # writing and publishing overlap (the writer renders while publish writes)
         result.timings = {"read": t1 - t0, "steps": t2 - t1, "write+publish": t3 - t2}
+        if telemetry is not None:  # reading the sources (inside "steps") plus the telemetry step
+            result.timings["telemetry"] = t_tel + sum(o.seconds for o in outcomes if o.name == "telemetry")
         self._extra_outputs(path, frame, delivery, result)
         result.timings["extras"] = t() - t3
 
