@@ -63,6 +63,7 @@ demo: install
 bench: install
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/bench_telemetry.py
+	$(BIN)/python tools/bench_outputs.py
 
 # Fault runs, longer than make test: the hostile-input property test with many more mutants.
 faults: install

@@ -143,6 +143,9 @@ class Pipeline:
     def _extra_outputs(self, path: Path, frame, delivery, result: Result) -> None:
         """The optional outputs, after ``<CHAN>.new``: a failure is a warning, never a lost delivery.
 
+        In this order: the legacy copy, the compressed copy (both off the
+        observers' path), then the night-log line with the delivered file's hash.
+
         The file is delivered already; nothing here may take that back, so every
         problem (a full legacy disk, a frame the format cannot hold) is logged
         and added to the result's warnings.
@@ -162,6 +165,15 @@ class Pipeline:
             except Exception as exc:  # the delivery stands whatever happens here
                 log.warning("%s: legacy copy not written: %s", path.name, exc)
                 result.warnings.append(f"legacy: not written: {type(exc).__name__}: {exc}")
+        if paths.compressed is not None:
+            from modsingest.processing import compress
+
+            night_dir = paths.compressed / publish.night_of(delivery.name, frame.primary)
+            try:
+                result.outputs += (compress.write_compressed(delivery.outputs[1], night_dir, delivery.name),)
+            except Exception as exc:  # the delivery stands whatever happens here
+                log.warning("%s: compressed copy not written: %s", path.name, exc)
+                result.warnings.append(f"compressed: not written: {type(exc).__name__}: {exc}")
         result.log = self._log_entry(frame, delivery, result)
 
     @staticmethod
