@@ -7,7 +7,6 @@ from the restored file.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import fitsio
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import have_fitsverify
+from conftest import assert_fitsverify_ok, require_tool
 from modsingest import sim
 from modsingest.cli import main
 from modsingest.config import load
@@ -34,10 +33,6 @@ CFITSIO_COMMENT = (
     "FITS (Flexible Image Transport System) format is defined in 'Astronomy",
     "and Astrophysics',",
 )
-
-
-def have_funpack() -> bool:
-    return shutil.which("funpack") is not None
 
 
 def with_compressed(layout, tmp_path):
@@ -93,13 +88,10 @@ def test_funpack_astropy_and_fitsio_restore_the_delivered_data(layout, tmp_path,
         table = f[5].read()
         for column in ("Keyword", "Value"):
             assert list(table[column].astype(str)) == list(want[5][1][column].astype(str))
-    if have_fitsverify():
-        run = subprocess.run(["fitsverify", "-q", str(fz)], capture_output=True, text=True)
-        assert "verification OK" in run.stdout, run.stdout
-    if not have_funpack():
-        pytest.skip("funpack (Debian libcfitsio-bin) not installed; .ci/run installs it")
+    assert_fitsverify_ok(fz)
+    funpack = require_tool("funpack", "libcfitsio-bin")
     restored = tmp_path / "restored.fits"
-    subprocess.run(["funpack", "-O", str(restored), str(fz)], check=True)
+    subprocess.run([funpack, "-O", str(restored), str(fz)], check=True)
     with fits.open(restored, checksum=True) as r:
         assert [h.name for h in r] == [w[0] for w in want]
         for (name, data, header), hdu in zip(want, r):
