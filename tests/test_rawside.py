@@ -191,3 +191,13 @@ def test_a_live_frame_never_sees_the_next_file(tmp_path):
     del first, second
     third = frame_mod.read(a)
     assert np.array_equal(third.amp(1).stored, kept)
+
+
+def test_a_fifo_named_like_a_raw_file_does_not_hang_the_scan(tmp_path):
+    """replay scans every candidate first; a FIFO would block it in open() for good."""
+    from modsingest.fits import scan as fitscheck
+
+    fifo = tmp_path / "mods1b.20260102.0001.fits"
+    os.mkfifo(fifo)
+    layout = fitscheck.scan(fifo)
+    assert layout.impossible and layout.problems == ["not a regular file"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -245,14 +246,24 @@ def read(path: str | os.PathLike) -> Frame:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            buf = _ARENA.take(size)
-            got = os.preadv(fh.fileno(), [buf], 0) if size else 0
-            if got != size:
-                raise ReadError(f"{path}: file changed while reading ({got} of {size} bytes)", io=True)
+        # a plain (blocking) open: the gate passes regular files only (and scan,
+        # which replay uses first, refuses the rest without blocking)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ReadError(f"{path}: cannot read: {exc.strerror or exc}", io=True) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReadError(f"{path}: not a regular file")
+        size = st.st_size
+        buf = _ARENA.take(size)
+        got = os.preadv(fd, [buf], 0) if size else 0
+        if got != size:
+            raise ReadError(f"{path}: file changed while reading ({got} of {size} bytes)", io=True)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read: {exc.strerror or exc}", io=True) from exc
+    finally:
+        os.close(fd)
     return from_bytes(buf, path)
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -397,17 +398,25 @@ class _PreadBuffer:
 
 
 def scan(path: str | os.PathLike) -> Layout:
-    """Walk the file at ``path``; unreadable files are a problem, not an exception."""
+    """Walk the file at ``path``; unreadable files are a problem, not an exception.
+
+    Opened non-blocking, so a FIFO (or a device) named like a raw file cannot
+    hang the caller in ``open``; anything but a regular file is impossible.
+    """
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         layout = Layout(path=path, size=0)
         layout._incomplete(f"cannot open: {exc.strerror or exc}")
         return layout
     try:
-        size = os.fstat(fd).st_size
-        return scan_buffer(_PreadBuffer(fd), size, path)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            layout = Layout(path=path, size=0)
+            layout._impossible("not a regular file")
+            return layout
+        return scan_buffer(_PreadBuffer(fd), st.st_size, path)
     except OSError as exc:
         layout = Layout(path=path, size=0)
         layout._incomplete(f"cannot read: {exc.strerror or exc}")
