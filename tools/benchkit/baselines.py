@@ -112,26 +112,26 @@ class OtherTree:
             text=True,
             env=env,
         )
-        ready = json.loads(self.proc.stdout.readline() or "{}")
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are pipes
+        self.requests, self.answers = self.proc.stdin, self.proc.stdout
+        ready = json.loads(self.answers.readline() or "{}")
         where = str(ready.get("ready", ""))
         if not where.startswith(str(src)):
             self.close()
             raise RuntimeError(f"the helper imported modsingest from {where or '?'}, not from {src}")
 
     def process(self, path: Path) -> float:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(f"{path}\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline() or "{}")
+        self.requests.write(f"{path}\n")
+        self.requests.flush()
+        answer = json.loads(self.answers.readline() or "{}")
         if not answer.get("ok"):
             raise RuntimeError(f"baseline tree: {answer.get('error', 'no answer')}")
         return float(answer["seconds"])
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            if self.proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self.proc.stdin.close()
+            with contextlib.suppress(OSError):
+                self.requests.close()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

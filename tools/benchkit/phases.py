@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def memory(run: Run, svc: ServiceProcess) -> None:
         stop.set()
         sampler.join()
     facts["pss_peak_total_mb"] = peak[0]
-    procs = []
+    procs: list[dict[str, Any]] = []
     for pid, role in svc.processes():
         st = proc_status(pid)
         if st:
@@ -196,13 +197,7 @@ def files_3k(run: Run) -> None:
         if key in services:
             label = f"agent latency, warm, {what} (3k)"
             alts.insert(
-                1,
-                (
-                    f"agent {key}",
-                    lambda svc=services[key], k=key, lbl=label: run.run_agent(
-                        svc, f"agent_3k_{k}", lbl, "3k"
-                    ),
-                ),
+                1, (f"agent {key}", partial(run.run_agent, services[key], f"agent_3k_{key}", label, "3k"))
             )
     run.rotate(run.args.reps_3k, alts)
     for key in [k for k in services if k.startswith("prod_")]:

@@ -156,8 +156,8 @@ class Layout:
         settings = load_config_text(buf.getvalue(), config)
         _check_only_paths_changed(settings, inotify)
         raw = next((d for d in raws if d.name == channel), raws[0])
-        port = settings.udp.port if settings.udp.enabled else None
-        return cls(root, raw, new["newdata"], new["processed"], new["state"], config, port, note)
+        listen = settings.udp.port if settings.udp.enabled else None
+        return cls(root, raw, new["newdata"], new["processed"], new["state"], config, listen, note)
 
     def outputs(self, name: str, night: str) -> tuple[Path, Path]:
         return self.processed / night / name, self.newdata / name

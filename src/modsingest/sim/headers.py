@@ -41,7 +41,7 @@ def _utc_strings(spec: ExposureSpec) -> tuple[str, str]:
     clock reads straddling a second boundary: azcam prints '.1000', meaning
     the next second.
     """
-    start = spec.utc_start
+    start = spec.start
     if spec.fraction_1000:
         return start.strftime("%Y-%m-%d"), start.strftime("%H:%M:%S") + ".1000"
     millis = start.microsecond // 1000
@@ -88,8 +88,8 @@ def _exposure_block(spec: ExposureSpec) -> list[Card]:
     date_obs, utc = _utc_strings(spec)
     red = not spec.is_blue
     exptime = float(int(spec.exptime * 1000) / 1000)
-    written = spec.utc_start + timedelta(seconds=spec.exptime + SHUTTER_DELAY + readout_seconds(spec.region))
-    local = spec.utc_start - timedelta(hours=float(spec.timezone))
+    written = spec.start + timedelta(seconds=spec.exptime + SHUTTER_DELAY + readout_seconds(spec.region))
+    local = spec.start - timedelta(hours=float(spec.timezone))
     people = _people(spec)
     colour = "Red" if red else "Blue"
     cards: list[Card] = [
@@ -193,7 +193,7 @@ def _telescope_values(spec: ExposureSpec, rng: np.random.Generator) -> dict[str,
         values["TELAZ"] = _sexagesimal(az, 2, False)
     for kw in TCS_KEYWORDS:
         if kw.name not in values:
-            values[kw.name] = float(rng.uniform(kw.low, kw.high))
+            values[kw.name] = kw.draw(rng)
     return values
 
 
@@ -227,7 +227,7 @@ def _instrument_values(spec: ExposureSpec, rng: np.random.Generator) -> dict[str
     }
     for kw in INSTRUMENT_KEYWORDS:
         if kw.name not in values:
-            values[kw.name] = float(rng.uniform(kw.low, kw.high))
+            values[kw.name] = kw.draw(rng)
     return values
 
 
@@ -248,7 +248,7 @@ def _block_cards(
         comment = kw.comment.replace("{c}", colour)
         if kind == "tcs" and comment.startswith("SX "):
             comment = side + comment[2:]
-        if kw.name in spec.nocomm:
+        if kw.name in spec.nocomm_keys:
             if not isinstance(value, str):
                 continue
             value = NOCOMM
@@ -403,7 +403,7 @@ def amp_header_cards(spec: ExposureSpec, amp: int) -> list[Card]:
     s = azcam_sections(roi, amp)
     nd, ny = roi.data_cols, roi.rows
     xb, yb = roi.xbin, roi.ybin
-    flip_x = s["ATM1_1"]
+    flip_x = -1 if _amp_position(amp)[2] else 1  # = ATM1_1
     scale = np.float32(1.0 / 3600.0)
     com = "COMMENT"
     return [

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Telescope block (modsTCS_left/right.txt): keyword, type, comment, range of
 # the simulated value for plain numbers ('' when computed in headers.py).
 _TCS_TABLE = """
@@ -159,6 +161,12 @@ class TemplateKeyword:
     comment: str
     low: float | None
     high: float | None
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """A plain number from the keyword's range (one uniform draw of ``rng``)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name}: no range in the table; its value must be given")
+        return float(rng.uniform(self.low, self.high))
 
 
 def _parse_table(text: str) -> tuple[TemplateKeyword, ...]:

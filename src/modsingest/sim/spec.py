@@ -144,6 +144,7 @@ def as_utc(when: datetime) -> datetime:
 
 
 def parse_binning(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    parts: list[str] | list[int]
     if isinstance(value, str):
         parts = value.replace("x", " ").replace(",", " ").split()
     else:
@@ -204,17 +205,16 @@ class ExposureSpec:
         keys = DEFAULT_NOCOMM if self.nocomm is True else (self.nocomm or ())
         object.__setattr__(self, "nocomm", tuple(str(k).upper() for k in keys))
         if self.utc_start is not None:
-            object.__setattr__(self, "utc_start", as_utc(self.utc_start))
+            start = as_utc(self.utc_start)
         elif self.date is not None:
             _check_date_tag(self.date)
-            tag = datetime.strptime(self.date, "%Y%m%d").replace(tzinfo=UTC)
-            object.__setattr__(self, "utc_start", tag + timedelta(hours=4))
+            start = datetime.strptime(self.date, "%Y%m%d").replace(tzinfo=UTC) + timedelta(hours=4)
         else:
             now = datetime.now(UTC)
-            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            object.__setattr__(self, "utc_start", now)
+            start = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        object.__setattr__(self, "utc_start", start)
         if self.date is None:
-            object.__setattr__(self, "date", names.observing_night(self.utc_start))
+            object.__setattr__(self, "date", names.observing_night(start))
         self._validate()
 
     def _validate(self) -> None:
@@ -224,7 +224,7 @@ class ExposureSpec:
         _check_choice("imagetype", self.imagetype, IMAGE_TYPES)
         _check_choice("telalt_style", self.telalt_style, TELALT_STYLES)
         _check_choice("timezone", self.timezone, TIMEZONES)
-        _check_date_tag(self.date)
+        _check_date_tag(self.tag)
         if not 1 <= self.seq <= 9999:
             raise ValueError(f"sequence number {self.seq} is not 1..9999")
         if self.exptime < 0:
@@ -233,9 +233,27 @@ class ExposureSpec:
             raise ValueError(f"file-name root {self.root!r} must be a non-empty base name")
         if self.nocomm and not self.telescope:
             raise ValueError("nocomm needs the telescope/instrument blocks (telescope=True)")
-        unknown = [k for k in self.nocomm if k not in TCS_AND_INSTRUMENT_NAMES]
+        unknown = [k for k in self.nocomm_keys if k not in TCS_AND_INSTRUMENT_NAMES]
         if unknown:
             raise ValueError(f"nocomm keywords {unknown} are not telescope/instrument keywords")
+
+    # The normalised fields, typed as they are after __post_init__ ---------------
+    @property
+    def start(self) -> datetime:
+        """``utc_start`` once fixed (never None after construction)."""
+        assert self.utc_start is not None
+        return self.utc_start
+
+    @property
+    def tag(self) -> str:
+        """``date`` once fixed: the file name's CCYYMMDD tag (never None after construction)."""
+        assert self.date is not None
+        return self.date
+
+    @property
+    def nocomm_keys(self) -> tuple[str, ...]:
+        """``nocomm`` once normalised: upper-case keyword names (True became DEFAULT_NOCOMM)."""
+        return self.nocomm if isinstance(self.nocomm, tuple) else ()
 
     # Derived names and numbers -------------------------------------------------
     @property
