@@ -177,6 +177,9 @@ def test_json(settings, layout, capsys):
     assert data["counts"]["delivered"] == 3
     assert data["problems"][0]["reason"].endswith("No space left on device")
     assert data["service"]["running"] is False
+    assert data["check"]["level"] == 2 and data["check"]["line"].startswith(
+        "MODSINGEST CRITICAL - service not running"
+    )
 
 
 def test_bad_config_is_exit_2(tmp_path, capsys):

@@ -48,6 +48,8 @@ def command(args: argparse.Namespace) -> int:
         print(line)
         return level
     if args.json:
+        level, line = check(report)
+        report["check"] = {"level": level, "line": line}  # what --check would say
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(render(report))
