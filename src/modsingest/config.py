@@ -508,7 +508,7 @@ def _telemetry_source(items: CommentedSeq, i: int, at: str, where: _Where) -> Te
     path = _convert(item, "path", f"{at}.path", _string, where)
     if not os.path.isabs(path):
         path = str((where.source.parent / path).resolve())
-    columns = ()
+    columns: tuple[tuple[str, str], ...] = ()
     if item.get("columns") is not None:
         cols = item["columns"]
         if not isinstance(cols, CommentedMap):

@@ -166,6 +166,8 @@ class TelemetryReader:
             elif final:
                 return None, problem
             self.sleep(min(POLL, max(0.0, deadline - self.clock())))
+        if loaded is None:  # the last look either broke out with data or returned
+            return None, problem
         lo, hi = np.searchsorted(times, window[0], "left"), np.searchsorted(times, window[1], "right")
         # only the rows in the window become arrays: a night's file is long, an exposure short
         unit = _TIME_UNITS[source.time_format]
@@ -193,17 +195,17 @@ class TelemetryReader:
         except OSError as exc:
             return None, f"{path}: {exc.strerror or exc}: not attached"
         ident = (st.st_ino, st.st_size, st.st_mtime_ns)
-        loaded = self._cache.get(path)
-        if loaded is not None and loaded.ident == ident:
-            return loaded, None
+        cached = self._cache.get(path)
+        if cached is not None and cached.ident == ident:
+            return cached, None
         try:
             if source.format == "hdf5":
                 loaded = _read_hdf5(source, path, ident)
             else:
                 same_file = (
-                    loaded is not None and loaded.ident[0] == st.st_ino and st.st_size >= loaded.offset
+                    cached is not None and cached.ident[0] == st.st_ino and st.st_size >= cached.offset
                 )
-                loaded = loaded if same_file else _Loaded(ident)
+                loaded = cached if cached is not None and same_file else _Loaded(ident)
                 _read_text(source, path, loaded)
                 loaded.ident = ident
         except Exception as exc:  # an unreadable source is a warning, never a failure
@@ -270,7 +272,7 @@ def _read_text(source: TelemetrySource, path: str, loaded: _Loaded) -> None:
         if loaded.header is None:
             loaded.header = [h.strip() for h in next(rows, [])]
             loaded.cells = {h: [] for h in loaded.header}
-        new = [(row, None) for row in rows if row]
+        new: list[tuple[list[str] | None, dict | None]] = [(row, None) for row in rows if row]
     else:
         new = []
         for number, line in enumerate(lines):
