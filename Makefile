@@ -52,10 +52,11 @@ $(PROD_STAMP): setup.cfg pyproject.toml
 test: install lint
 	$(BIN)/python -m pytest -q
 
-# Lint and format check (ruff; ignored rules and why in pyproject.toml).
+# Lint, format and type checks (ruff: ignored rules and why in pyproject.toml; mypy: src/, its settings there too).
 lint: install
 	$(BIN)/ruff check src tests tools
 	$(BIN)/ruff format --check src tests tools
+	$(BIN)/mypy
 
 demo: install
 	$(BIN)/python tools/demo.py

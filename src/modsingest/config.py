@@ -123,12 +123,16 @@ class StepSpec:
     enabled: bool = True
 
 
+#: the steps when the configuration names none
+DEFAULT_STEP_SPECS = tuple(StepSpec(n) for n in DEFAULT_STEPS)
+
+
 @dataclass(frozen=True)
 class Settings:
     paths: Paths
     watch: WatchSettings = field(default_factory=WatchSettings)
     workers: int = 1
-    steps: tuple[StepSpec, ...] = tuple(StepSpec(n) for n in DEFAULT_STEPS)
+    steps: tuple[StepSpec, ...] = DEFAULT_STEP_SPECS
     udp: UdpSettings = field(default_factory=UdpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     log_level: str = "info"
@@ -280,7 +284,8 @@ def _choice(*options: str) -> Callable[[Any], str]:
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # section -> key -> converter
-_SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
+#: section -> key -> parser (None: a key with its own handling below)
+_SCHEMA: dict[str, dict[str, Callable[[Any], Any] | None]] = {
     "watch": {
         "method": _choice("inotify", "poll"),
         # upper bounds: beyond them a setting cannot do its job (a file would wait
@@ -366,7 +371,7 @@ def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = Tr
             _int_range(1, MAX_WORKERS, "each worker is a process of about 200 MB"),
             where,
         )
-    steps = _steps(doc, where) if "steps" in doc else Settings.__dataclass_fields__["steps"].default
+    steps = _steps(doc, where) if "steps" in doc else DEFAULT_STEP_SPECS
     log_level = sections["log"].get("level", "info")
     return Settings(
         paths=paths,

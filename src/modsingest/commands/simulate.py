@@ -152,9 +152,7 @@ def specs_from_args(args: argparse.Namespace) -> list[ExposureSpec]:
         raise ValueError(f"sequence numbers {args.seq}..{args.seq + args.count - 1} go past 9999")
     cadence = args.interval or (first.exptime + SHUTTER_DELAY + readout_seconds(first.region))
     return [
-        dataclasses.replace(
-            first, seq=first.seq + i, utc_start=first.utc_start + timedelta(seconds=i * cadence)
-        )
+        dataclasses.replace(first, seq=first.seq + i, utc_start=first.start + timedelta(seconds=i * cadence))
         for i in range(args.count)
     ]
 

@@ -56,6 +56,7 @@ import enum
 import os
 import stat
 from dataclasses import dataclass, field
+from mmap import mmap
 from pathlib import Path
 
 BLOCK = 2880
@@ -425,6 +426,6 @@ def scan(path: str | os.PathLike) -> Layout:
         os.close(fd)
 
 
-def scan_bytes(data: bytes | bytearray | memoryview, path: str | Path = "<buffer>") -> Layout:
+def scan_bytes(data: bytes | bytearray | memoryview | mmap, path: str | Path = "<buffer>") -> Layout:
     """Walk an in-memory copy of a file (the reader reads once and walks that)."""
     return scan_buffer(data, len(data), os.fspath(path))

@@ -237,7 +237,7 @@ class Output:
         for chunk in _hdu(frame.primary, b""):
             offset += len(chunk)
             yield chunk
-        blocks = [(amp.header, amp.block) for amp in frame.amps]
+        blocks: list[tuple[fits.Header, bytes | memoryview]] = [(amp.header, amp.block) for amp in frame.amps]
         if frame.conpars is not None:
             blocks.append((frame.conpars.header, frame.conpars.block))
         else:
@@ -253,7 +253,7 @@ class Output:
                 offset += len(chunk)
                 yield chunk
 
-    def _merged(self, offset: int) -> Generator:
+    def _merged(self, offset: int) -> Generator[bytes | memoryview | Patch, None, int]:
         """MERGED's header placeholder, its bands, padding, then the header patch.
 
         Whatever goes wrong while MERGED's header or bands are made is raised as
@@ -261,15 +261,17 @@ class Output:
         rendered, deliver without it" from every other failure (a destination
         error, a bug elsewhere) without guessing from the exception's type.
         """
+        merged = self.frame.merged
+        assert merged is not None  # called only for a frame with MERGED
         try:
-            template = HeaderTemplate(merged_header(self.frame.primary, self.frame.merged))
+            template = HeaderTemplate(merged_header(self.frame.primary, merged))
             placeholder = template.bytes(0)
         except Exception as exc:
             raise MergedRenderError(exc) from exc
         yield placeholder
         datasum = 0
         written = 0
-        bands = self.frame.merged.bands(self.band_bytes)
+        bands = merged.bands(self.band_bytes)
         while True:
             try:
                 band = next(bands, None)
@@ -277,7 +279,7 @@ class Output:
                 raise MergedRenderError(exc) from exc
             if band is None:
                 break
-            raw = memoryview(band).cast("B")
+            raw = band.data.cast("B")
             datasum = ones_sum(raw, datasum)
             written += len(raw)
             yield raw
@@ -369,7 +371,7 @@ def image_file_items(header: fits.Header, bands: Iterator) -> Iterator:
     written = 0
     carry = b""  # a band may end inside a 32-bit word (16-bit pixels, odd sizes)
     for band in bands:
-        raw = memoryview(np.ascontiguousarray(band)).cast("B")
+        raw = np.ascontiguousarray(band).data.cast("B")
         written += len(raw)
         whole = (len(carry) + len(raw)) // 4 * 4
         if carry:

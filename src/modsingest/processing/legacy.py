@@ -250,6 +250,7 @@ def convert(frame: Frame, fmt: str) -> LegacyImage:
         _check_unsigned16(frame)
         dtype = ">i2"
         amps = list(frame.amps)
+        fill: Callable[[int, int, np.ndarray], None]
 
         def fill(first: int, stop: int, out: np.ndarray) -> None:
             for amp in amps:

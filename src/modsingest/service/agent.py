@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modsingest import __version__, fsutil
 from modsingest.config import Settings
@@ -37,6 +38,9 @@ from modsingest.service.dispatch import Dispatcher
 from modsingest.service.gate import Candidate, Gate, GateLoop, State
 from modsingest.service.ledger import AlreadyRunning, Fingerprint, Ledger
 from modsingest.version import version_text
+
+if TYPE_CHECKING:  # the listener is imported when UDP is enabled
+    from modsingest.service.udp import UdpListener
 
 log = logging.getLogger("modsingest.service")
 
@@ -70,7 +74,7 @@ class Service:
         self.detector: Detector | None = None
         self.gate_loop: GateLoop | None = None
         self.dispatcher: Dispatcher | None = None
-        self.udp = None
+        self.udp: UdpListener | None = None
         self.blindness = Blindness(settings.watch.method, settings.watch.rescan_interval)
         self.started_at = time.time()
         self.ready = threading.Event()
@@ -256,7 +260,7 @@ class Service:
             self.udp = None
 
     def _loop(self) -> int:
-        assert self.dispatcher and self.detector and self.ledger
+        assert self.dispatcher and self.detector and self.ledger and self.gate_loop
         next_house = 0.0
         next_status = 0.0
         next_beat = 0.0

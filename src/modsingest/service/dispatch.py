@@ -166,8 +166,13 @@ class Dispatcher:
             self._night_log(after, res.log)
             channel, latency = after.channel or after.name, after.latency or 0.0
             record_metric(self.metrics, lambda m: m.delivered(channel, latency, seconds))
-            for step, count in _warnings_by_step(warnings).items():
-                record_metric(self.metrics, lambda m, step=step, count=count: m.warned(step, count))
+            by_step = _warnings_by_step(warnings)
+
+            def warned(m: Metrics) -> None:
+                for step, count in by_step.items():
+                    m.warned(step, count)
+
+            record_metric(self.metrics, warned)
             return after
         reason = res.error or f"{row.path if row else o.job.path}: not delivered (no reason given)"
         attempts = row.attempts if row else 1
@@ -184,7 +189,9 @@ class Dispatcher:
                 attempts,
                 self.max_attempts,
             )
-            return self.ledger.row(o.job.id) or row
+            current = self.ledger.row(o.job.id) or row
+            assert current is not None  # a dispatched row stays in the ledger
+            return current
         if res.retryable:
             delay = retry_delay(attempts)
             before = self.ledger.row(o.job.id)

@@ -518,6 +518,7 @@ class Ledger:
                     now,
                 ),
             )
+            assert cur.lastrowid is not None  # set by the INSERT above
             return cur.lastrowid
 
     @staticmethod

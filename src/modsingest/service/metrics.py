@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
@@ -70,7 +71,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._write_lock = threading.Lock()
         self._write_failing = False
-        self._http = None
+        self._http: WSGIServer | None = None
         self._http_thread: threading.Thread | None = None
         self._define()
         self._start_with_zeros()
@@ -269,14 +270,16 @@ class Metrics:
         if not self.port or self._http is not None:
             return self.http_address
         self._http, self._http_thread = start_http_server(self.port, addr=self.host, registry=self.registry)
-        log.info("metrics: serving on http://%s:%d/metrics", *self.http_address)
-        return self.http_address
+        address = self.http_address
+        assert address is not None
+        log.info("metrics: serving on http://%s:%d/metrics", *address)
+        return address
 
     @property
     def http_address(self) -> tuple[str, int] | None:
         if self._http is None:
             return None
-        return self._http.server_address[0], self._http.server_address[1]
+        return str(self._http.server_address[0]), self._http.server_address[1]
 
     def stop(self) -> None:
         """Stop the HTTP endpoint (if any); the text file stays for the collector."""

@@ -98,13 +98,14 @@ class Notifier:
 
     def notify(self, *fields: str) -> bool:
         """Send ``fields`` as one message; True if it was sent.  Never raises."""
-        if not self.enabled or not fields:
+        address = self._address
+        if not self.enabled or not fields or address is None:
             return False
         message = "\n".join(fields).encode("utf-8", "replace")
         try:
             with self._lock, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.settimeout(_SEND_TIMEOUT)
-                sock.sendto(message, self._address)
+                sock.sendto(message, address)
         except Exception as exc:  # noqa: BLE001 -- see the module docstring
             self._report_failure(exc)
             return False

@@ -97,8 +97,7 @@ def select(settings: Settings, night: str | None, files: list[str]) -> tuple[lis
             )
         else:
             missing.append(f"{arg}: not a file in a configured raw directory")
-    seen: set[Path] = set()
-    unique = [p for p in chosen if not (p in seen or seen.add(p))]
+    unique = list(dict.fromkeys(chosen))  # first mention kept, in order
     return unique, missing
 
 

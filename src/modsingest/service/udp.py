@@ -244,7 +244,7 @@ def resolve_allow_hosts(
 
 def _ipv4_addresses(host: str) -> list[str]:
     infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def resolve(name: str, raw_dirs: Sequence[Path]) -> Path | None:

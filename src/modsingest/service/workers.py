@@ -112,7 +112,7 @@ def _die_with_parent() -> None:
         alive = getattr(server, "_forkserver_alive_fd", None)
         if alive is not None:
             os.close(alive)
-            server._forkserver_alive_fd = None
+            setattr(server, "_forkserver_alive_fd", None)  # noqa: B010 (a private attribute)
     except Exception:  # pragma: no cover - another multiprocessing: the hang-up watch remains
         pass
 
@@ -282,7 +282,8 @@ class WorkerPool:
         #: fault injection (``faultpoints``): the argument, else ``MODSINGEST_FAULT``
         self.fault_spec = fault if fault is not None else faultpoints.from_env()
         self._fault = faultpoints.Fault.parse(self.fault_spec)
-        self._ctx = multiprocessing.get_context(start_method)
+        #: typed Any: typeshed's BaseContext lacks Process, which every concrete context has
+        self._ctx: Any = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(PRELOAD)
         self._workers: list[_Worker | None] = [None] * self.size

@@ -151,7 +151,8 @@ def _split_history(header) -> tuple[list[str], list[str]]:
     """(HISTORY values that are not ours, our earlier warning lines)."""
     if "HISTORY" not in header:
         return [], []
-    ours, theirs = [], []
+    ours: list[str] = []
+    theirs: list[str] = []
     for value in header["HISTORY"]:
         (ours if str(value).startswith(HISTORY_PREFIX) else theirs).append(str(value))
     return theirs, ours

@@ -124,7 +124,8 @@ def _link_state(value: object) -> str:
     if isinstance(value, bool):
         return "Up" if value else "Down"
     if isinstance(value, (int, float)):
-        return {1: "Up", 0: "Down"}.get(value, "Unknown")
+        states: dict[float, str] = {1: "Up", 0: "Down"}
+        return states.get(value, "Unknown")
     if isinstance(value, str):
         word = value.strip()
         by_word = {"1": "Up", "0": "Down", "up": "Up", "down": "Down"}
