@@ -193,8 +193,8 @@ def _telemetry(directory: Path, specs: list[ExposureSpec]) -> int:
         print(f"modsingest simulate: telemetry directory {directory} does not exist", file=sys.stderr)
         return 2
     hour = timedelta(hours=1)
-    start = min(s.utc_start for s in specs) - hour
-    end = max(s.utc_start + timedelta(seconds=s.exptime) for s in specs) + hour
-    for path in telemetry.write_night(directory, specs[0].date, start, end).values():
+    start = min(s.start for s in specs) - hour
+    end = max(s.start + timedelta(seconds=s.exptime) for s in specs) + hour
+    for path in telemetry.write_night(directory, specs[0].tag, start, end).values():
         print(path, flush=True)
     return 0
