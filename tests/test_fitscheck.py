@@ -241,3 +241,12 @@ def test_nul_bytes_where_the_primary_should_start_are_incomplete(tmp_path, unwri
     layout = scan(tmp_path, bytes(data))
     assert layout.verdict == "incomplete"
     assert layout.problems == ["primary header has NUL bytes at byte 0 (not written yet?)"]
+
+
+@pytest.mark.parametrize("unwritten", [1, 3, 7])
+def test_nul_bytes_where_an_extension_should_start_are_incomplete(tmp_path, unwritten):
+    """The same for the next HDU, even when fewer than 8 of its bytes are visible."""
+    data = tiny_raw(conpars=False)
+    layout = scan(tmp_path, data + bytes(unwritten))
+    assert layout.verdict == "incomplete"
+    assert layout.problems == [f"header of HDU 5 has NUL bytes at byte {len(data)} (not written yet?)"]

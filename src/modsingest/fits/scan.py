@@ -238,7 +238,7 @@ def _parse_header(buf, offset: int, size: int, index: int) -> tuple[dict[str, st
         pos = offset + nblock * BLOCK
         block = bytes(buf[pos : min(size, pos + BLOCK)])
         if nblock == 0:
-            _check_first(block[:CARD], index)
+            _check_first(block[:CARD], index, offset)
         if block.translate(None, _PRINTABLE):
             # find the first card holding the bad byte (rare path)
             for i in range(0, len(block), CARD):
@@ -264,13 +264,13 @@ def _parse_header(buf, offset: int, size: int, index: int) -> tuple[dict[str, st
 _SIMPLE_T = b"SIMPLE  =                    T"
 
 
-def _check_first(card: bytes, index: int) -> None:
+def _check_first(card: bytes, index: int, offset: int) -> None:
     """The primary must open with ``SIMPLE = T``; an extension with XTENSION."""
+    if b"\0" in card:
+        # NFS can show a file's new length before its bytes: not written yet,
+        # so incomplete (looked at again), never impossible
+        _check_card(card, offset, index)
     if index == 0:
-        if card[:1] == b"\0":
-            # NFS can show a file's new length before its bytes: not written yet,
-            # so incomplete (looked at again), never impossible
-            _check_card(card, 0, index)
         if len(card) < len(_SIMPLE_T):
             if not _SIMPLE_T.startswith(card):
                 raise _Impossible("not a FITS file (does not start with SIMPLE = T)")
