@@ -189,6 +189,16 @@ def test_a_growing_file_is_read_incrementally_and_a_partial_line_waits(night):
     assert [t.rows for t in tel.tables] == [7] and tel.problems == ()
 
 
+def test_preload_parses_tonights_sources_once_for_the_first_file(night):
+    (night / f"wfs.{NIGHT}.h5").unlink()
+    reader = tm.TelemetryReader(settings_for(night))
+    assert reader.preload(NIGHT) == 2 and reader.preload("20260103") == 0
+    weather = reader._cache[str(night / f"weather.{NIGHT}.csv")]
+    tel = reader.read(primary(), f"mods1b.{NIGHT}.0001.fits")
+    assert reader._cache[str(night / f"weather.{NIGHT}.csv")] is weather  # not read again
+    assert [t.rows for t in tel.tables] == [7, 71] and tel.problems[0].startswith("WFS: ")
+
+
 def test_rows_out_of_order_and_bad_times_are_handled(tmp_path):
     path = tmp_path / f"g.{NIGHT}.jsonl"
     t0 = START.timestamp()

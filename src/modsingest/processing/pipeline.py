@@ -73,6 +73,11 @@ class Pipeline:
                 astrotime.warm_up()
             except Exception as exc:  # warming is an optimisation, never a reason to stop
                 log.warning("warm-up of the time machinery failed: %s", exc)
+        if self.telemetry is not None:
+            # tonight's sources parsed now, not by the night's first file (0.5 s for 50 000 rows)
+            from modsingest import names
+
+            self.telemetry.preload(names.observing_night(time.time()))
 
     def process(self, path: str | Path) -> Result:
         path = Path(path)

@@ -151,6 +151,19 @@ class TelemetryReader:
                 problems.append(f"{source.name}: {problem}")
         return Telemetry(window, tuple(tables), tuple(problems))
 
+    def preload(self, night: str) -> int:
+        """Parse the sources of ``night`` that exist now, so the first file does not wait on it.
+
+        A worker starting mid-night would otherwise make its first file pay for
+        parsing the whole night so far.  Missing or unreadable sources are left
+        for ``read`` to report; returns how many were loaded.
+        """
+        loaded = 0
+        for source in self.settings.sources:
+            got, _ = self._load(source, source.path.replace("{night}", night))
+            loaded += got is not None
+        return loaded
+
     def _source(self, source: TelemetrySource, night: str, window, deadline: float):
         path = source.path.replace("{night}", night)
         # bounded twice: by the clock, and by a count of looks (a clock that stalls cannot hang a worker)
