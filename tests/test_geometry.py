@@ -65,12 +65,9 @@ CASES = {
 
 def readout(epoch, naxis1, naxis2, binning):
     ref_x = 4146 if epoch == 2026 else 4144
-    return Readout.from_cards(
-        ref_pix1=ref_x,
-        ref_pix2=1544,
-        ccdsum=f"{binning[0]} {binning[1]}",
-        naxis1=naxis1,
-        naxis2=naxis2,
+    # the cards' values: NAXIS1 holds the 32 overscan columns after the data
+    return Readout(
+        ref_x=ref_x, ref_y=1544, xbin=binning[0], ybin=binning[1], data_cols=naxis1 - 32, rows=naxis2
     )
 
 

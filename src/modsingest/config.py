@@ -79,7 +79,7 @@ class WatchSettings:
     rescan_interval: float = 60.0  # full rescan of every raw directory
     conpars_grace: float = 10.0  # state waiting for CONPARS: how long
     incomplete_timeout: float = 300.0  # state incomplete: how long before it is reported
-    lookback_days: int = 2  # start-up scan: only files whose name dates are this recent
+    lookback_days: int = 2  # full scans: files whose name's date tag or mtime is this recent (service.md)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def parse_bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean (use true/false, yes/no or Y/N)")
 
 
-class _Where:
+class _SourceLines:
     """Turns a node and key into 'file:line: key' for messages."""
 
     def __init__(self, source: Path):
@@ -338,7 +338,7 @@ def load(path: str | os.PathLike, *, require_dirs: bool = True) -> Settings:
 
 def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = True) -> Settings:
     source = Path(source)
-    where = _Where(source)
+    where = _SourceLines(source)
     try:
         doc = YAML(typ="rt").load(text)
     except YAMLError as exc:
@@ -388,14 +388,14 @@ def loads(text: str, source: Path | str = "<config>", *, require_dirs: bool = Tr
     )
 
 
-def _convert(node: Any, key: Any, dotted: str, conv: Callable[[Any], Any], where: _Where) -> Any:
+def _convert(node: Any, key: Any, dotted: str, conv: Callable[[Any], Any], where: _SourceLines) -> Any:
     try:
         return conv(node[key])
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where.at(node, key, dotted)}: {exc}") from None
 
 
-def _section(doc: CommentedMap, name: str, schema: dict, where: _Where) -> dict[str, Any]:
+def _section(doc: CommentedMap, name: str, schema: dict, where: _SourceLines) -> dict[str, Any]:
     if name not in doc or doc[name] is None:
         return {}
     node = doc[name]
@@ -423,7 +423,7 @@ def _section(doc: CommentedMap, name: str, schema: dict, where: _Where) -> dict[
     return out
 
 
-def _string_list(node: Any, key: Any, dotted: str, where: _Where) -> tuple[str, ...]:
+def _string_list(node: Any, key: Any, dotted: str, where: _SourceLines) -> tuple[str, ...]:
     value = node[key]
     if value is None:
         return ()
@@ -439,7 +439,7 @@ def _string_list(node: Any, key: Any, dotted: str, where: _Where) -> tuple[str, 
     return tuple(out)
 
 
-def _keyword_dictionary(node: Any, key: Any, dotted: str, where: _Where) -> KeywordDictionary:
+def _keyword_dictionary(node: Any, key: Any, dotted: str, where: _SourceLines) -> KeywordDictionary:
     """The keyword dictionary file named by ``archive.dictionary``, loaded and validated now.
 
     Relative to the configuration's directory.  A problem inside the dictionary
@@ -464,7 +464,7 @@ def _keyword_dictionary(node: Any, key: Any, dotted: str, where: _Where) -> Keyw
 _SOURCE_KEYS = ("name", "format", "path", "time", "time_format", "columns", "dataset")
 
 
-def _telemetry_sources(node: Any, key: Any, dotted: str, where: _Where) -> tuple[TelemetrySource, ...]:
+def _telemetry_sources(node: Any, key: Any, dotted: str, where: _SourceLines) -> tuple[TelemetrySource, ...]:
     """``telemetry.sources``: a list of {name, format, path, time, time_format, columns, dataset}.
 
     An HDF5 source needs h5py, an optional dependency (``pip install
@@ -488,7 +488,7 @@ def _telemetry_sources(node: Any, key: Any, dotted: str, where: _Where) -> tuple
     return tuple(out)
 
 
-def _telemetry_source(items: CommentedSeq, i: int, at: str, where: _Where) -> TelemetrySource:
+def _telemetry_source(items: CommentedSeq, i: int, at: str, where: _SourceLines) -> TelemetrySource:
     """One entry of ``telemetry.sources``, checked."""
     item = items[i]
     if not isinstance(item, CommentedMap):
@@ -541,7 +541,7 @@ def _telemetry_source(items: CommentedSeq, i: int, at: str, where: _Where) -> Te
     )
 
 
-def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
+def _paths(doc: CommentedMap, where: _SourceLines, require_dirs: bool) -> Paths:
     node = doc["paths"]
     if not isinstance(node, CommentedMap):
         raise ConfigError(f"{where.at(doc, 'paths', 'paths')}: must be a mapping")
@@ -590,7 +590,7 @@ def _paths(doc: CommentedMap, where: _Where, require_dirs: bool) -> Paths:
 
 
 def _directory(
-    parent: Any, key: Any, value: Any, dotted: str, where: _Where, require_dirs: bool = True
+    parent: Any, key: Any, value: Any, dotted: str, where: _SourceLines, require_dirs: bool = True
 ) -> Path:
     place = where.at(parent, key, dotted)  # also records the line for later checks
     if not isinstance(value, str) or not value.strip():
@@ -655,7 +655,7 @@ def layout_problem(named: list[tuple[str, Path]]) -> tuple[str, str] | None:
     return None
 
 
-def _steps(doc: CommentedMap, where: _Where) -> tuple[StepSpec, ...]:
+def _steps(doc: CommentedMap, where: _SourceLines) -> tuple[StepSpec, ...]:
     """``steps`` as a mapping (changes to the default order) or a list (the complete order).
 
     Mapping: ``{merged: no}`` switches MERGED off and keeps every other default

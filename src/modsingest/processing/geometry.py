@@ -108,28 +108,6 @@ class Readout:
         if self.ref_x < 1 or self.ref_y < 1:
             raise GeometryError(f"reference pixel ({self.ref_x}, {self.ref_y}) is off the CCD")
 
-    @classmethod
-    def from_cards(
-        cls,
-        *,
-        ref_pix1: int,
-        ref_pix2: int,
-        ccdsum: str,
-        naxis1: int,
-        naxis2: int,
-        ovrscan1: int = 32,
-    ) -> Readout:
-        xbin, ybin = parse_ccdsum(ccdsum)
-        return cls(
-            ref_x=int(ref_pix1),
-            ref_y=int(ref_pix2),
-            xbin=xbin,
-            ybin=ybin,
-            data_cols=int(naxis1) - int(ovrscan1),
-            rows=int(naxis2),
-            overscan=int(ovrscan1),
-        )
-
     # The ROI, symmetric about the reference pixel, in unbinned CCD pixels.
     @property
     def x1(self) -> int:

@@ -106,15 +106,15 @@ class Pipeline:
         return result
 
     def _process(self, path: Path, result: Result) -> None:
-        t = time.perf_counter
-        t0 = t()
+        clock = time.perf_counter
+        t0 = clock()
         problem = names.unpublishable(path.name)
         if problem is not None:  # refused before the file is even read
             raise publish.NameRefused(problem)
         frame = frame_mod.read(path)
-        t1 = t()
+        t1 = clock()
         telemetry = self.telemetry.read(frame.primary, path.name) if self.telemetry is not None else None
-        t_tel = t() - t1
+        t_tel = clock() - t1
         ctx = StepContext(
             source_name=path.name,
             steps_off=self.settings.default_steps_off,
@@ -129,9 +129,9 @@ class Pipeline:
             result.warnings.append("CONPARS: missing in the raw file; an empty table was written")
         if frame.extras:
             result.warnings.append(f"{len(frame.extras)} unexpected extra HDU(s) carried after MERGED")
-        t2 = t()
+        t2 = clock()
         delivery = self._publish(path, frame, result)
-        t3 = t()
+        t3 = clock()
         result.warnings += [f"publish: {w}" for w in delivery.warnings]
         result.name = delivery.name
         result.date_obs = exposure_time(frame.primary)
@@ -143,7 +143,7 @@ class Pipeline:
         if telemetry is not None:  # reading the sources (inside "steps") plus the telemetry step
             result.timings["telemetry"] = t_tel + sum(o.seconds for o in outcomes if o.name == "telemetry")
         self._extra_outputs(path, frame, delivery, result)
-        result.timings["extras"] = t() - t3
+        result.timings["extras"] = clock() - t3
 
     def _extra_outputs(self, path: Path, frame, delivery, result: Result) -> None:
         """The optional outputs, after ``<CHAN>.new``: a failure is a warning, never a lost delivery.

@@ -117,20 +117,25 @@ class Service:
         return fp is not None and self.ledger is not None and self.ledger.is_delivered(path, fp)
 
     # ------------------------------------------------------------------ gate callbacks (gate thread)
-    def _on_ready(self, c: Candidate, fp: Fingerprint, conpars: bool) -> None:
+    def _on_ready(self, candidate: Candidate, fp: Fingerprint, conpars: bool) -> None:
         assert self.ledger is not None
         row_id = self.ledger.enqueue(
-            c.path, fp, seen_at=c.seen_wall, conpars=conpars, sources=c.sources, force=c.force
+            candidate.path,
+            fp,
+            seen_at=candidate.seen_wall,
+            conpars=conpars,
+            sources=candidate.sources,
+            force=candidate.force,
         )
         if row_id is None:
             return
-        name = os.path.basename(c.path)
+        name = os.path.basename(candidate.path)
         if not conpars:
             log.warning(
                 "%s: no CONPARS after %g s; processing it without", name, self.settings.watch.conpars_grace
             )
         was_blind = self.blindness.blind
-        if self.blindness.note(c.path, c.sources):
+        if self.blindness.note(candidate.path, candidate.sources):
             record_metric(self.metrics, lambda m: m.found_by_rescan(1))
             self.ledger.set_info(found_by_rescan=self.blindness.found_by_rescan)
         if self.blindness.blind and not was_blind:
@@ -142,13 +147,13 @@ class Service:
                     "rescan_interval": self.settings.watch.rescan_interval,
                 }
             )
-        log.debug("%s: queued (found by %s)", name, ",".join(sorted(c.sources)))
+        log.debug("%s: queued (found by %s)", name, ",".join(sorted(candidate.sources)))
         self._wake()
 
-    def _on_incomplete(self, c: Candidate, fp: Fingerprint, reason: str) -> None:
+    def _on_incomplete(self, candidate: Candidate, fp: Fingerprint, reason: str) -> None:
         assert self.ledger is not None
-        self.ledger.mark_incomplete(c.path, fp, reason, seen_at=c.seen_wall)
-        if c.state is State.IMPOSSIBLE:  # docs/service.md, "States of a raw file"
+        self.ledger.mark_incomplete(candidate.path, fp, reason, seen_at=candidate.seen_wall)
+        if candidate.state is State.IMPOSSIBLE:  # docs/service.md, "States of a raw file"
             log.warning(
                 "IMPOSSIBLE %s (reported at once: as it stands it can never become a MODS file; "
                 "it will be looked at again when it changes)",
@@ -160,7 +165,7 @@ class Service:
                 reason,
                 self.settings.watch.incomplete_timeout,
             )
-        channel = channel_of_name(os.path.basename(c.path)) or ""
+        channel = channel_of_name(os.path.basename(candidate.path)) or ""
         record_metric(self.metrics, lambda m: m.incomplete(channel))
 
     # ------------------------------------------------------------------ life
@@ -336,10 +341,10 @@ class Service:
 
     def _status_text(self) -> str:
         assert self.dispatcher and self.ledger and self.gate_loop
-        d = self.dispatcher
+        dispatcher = self.dispatcher
         text = (
-            f"{d.delivered} delivered, {d.failed} failed since start; "
-            f"{self.ledger.queued_count()} queued, {len(d.busy)} processing, "
+            f"{dispatcher.delivered} delivered, {dispatcher.failed} failed since start; "
+            f"{self.ledger.queued_count()} queued, {len(dispatcher.busy)} processing, "
             f"{self.gate_loop.counts()['waiting_for_conpars']} waiting for CONPARS"
         )
         waiting = self.ledger.waiting()

@@ -108,9 +108,9 @@ class Dispatcher:
         self.fill()
         return finished
 
-    def record(self, o: Outcome) -> Row:
-        after = self._record(o)
-        forget_published(Path(self.ledger.path).parent, o.job.id)
+    def record(self, outcome: Outcome) -> Row:
+        after = self._record(outcome)
+        forget_published(Path(self.ledger.path).parent, outcome.job.id)
         return after
 
     def _night_log(self, row: Row, entry: nightlog.Entry | None) -> None:
@@ -123,28 +123,30 @@ class Dispatcher:
             log.warning("%s: night log not updated: %s: %s", row.name, type(exc).__name__, exc)
             record_metric(self.metrics, lambda m: m.warned("nightlog", 1))
 
-    def _record(self, o: Outcome) -> Row:
-        if o.died is not None and (note := read_published(Path(self.ledger.path).parent, o.job.id)):
+    def _record(self, outcome: Outcome) -> Row:
+        if outcome.died is not None and (
+            note := read_published(Path(self.ledger.path).parent, outcome.job.id)
+        ):
             # it died after publishing, before its result arrived: delivered, not to be redone
-            log.warning("%s: %s after publishing it", o.job.path, o.died)
-            o = Outcome(o.job, result=note)
-        row = self.busy.pop(o.job.id, None) or self.ledger.row(o.job.id)
-        if o.died is not None:
-            after = self.ledger.retry_or_fail(o.job.id, o.died, self.max_attempts)
+            log.warning("%s: %s after publishing it", outcome.job.path, outcome.died)
+            outcome = Outcome(outcome.job, result=note)
+        row = self.busy.pop(outcome.job.id, None) or self.ledger.row(outcome.job.id)
+        if outcome.died is not None:
+            after = self.ledger.retry_or_fail(outcome.job.id, outcome.died, self.max_attempts)
             if after.state == FAILED:
                 self.failed += 1
                 log.error("FAILED %s: %s", after.path, after.reason)
                 channel = after.channel or after.name
                 record_metric(self.metrics, lambda m: m.failed(channel, "worker"))
             else:
-                log.warning("%s: %s; it will be processed again", after.name, o.died)
+                log.warning("%s: %s; it will be processed again", after.name, outcome.died)
             return after
-        res = o.result if o.result is not None else Result(source=Path(o.job.path))
+        res = outcome.result if outcome.result is not None else Result(source=Path(outcome.job.path))
         seconds = res.seconds
         warnings = list(res.warnings)
         if res.ok:
             after = self.ledger.delivered(
-                o.job.id,
+                outcome.job.id,
                 name=res.name,
                 outputs=res.outputs,
                 channel=res.channel,
@@ -174,14 +176,14 @@ class Dispatcher:
 
             record_metric(self.metrics, warned)
             return after
-        reason = res.error or f"{row.path if row else o.job.path}: not delivered (no reason given)"
+        reason = res.error or f"{row.path if row else outcome.job.path}: not delivered (no reason given)"
         attempts = row.attempts if row else 1
         if res.raw_io_error and attempts < self.max_attempts:
             # reading the raw file failed (EIO, ESTALE, cut while read): not the
             # destinations' fault and maybe not the file's; read it again shortly,
             # a few times (the gate sees a rewritten file as new content anyway)
             delay = retry_delay(attempts)
-            self.waiting[o.job.id] = (time.monotonic() + delay, reason)
+            self.waiting[outcome.job.id] = (time.monotonic() + delay, reason)
             log.warning(
                 "%s; the raw file will be read again in %.0f s (attempt %d of %d)",
                 reason,
@@ -189,13 +191,13 @@ class Dispatcher:
                 attempts,
                 self.max_attempts,
             )
-            current = self.ledger.row(o.job.id) or row
+            current = self.ledger.row(outcome.job.id) or row
             assert current is not None  # a dispatched row stays in the ledger
             return current
         if res.retryable:
             delay = retry_delay(attempts)
-            before = self.ledger.row(o.job.id)
-            after = self.ledger.wait_for_destination(o.job.id, reason, time.time() + delay)
+            before = self.ledger.row(outcome.job.id)
+            after = self.ledger.wait_for_destination(outcome.job.id, reason, time.time() + delay)
             # one warning when a file starts waiting; its retries are debug lines
             # (a night-long outage must not flood the journal); status shows it all
             first = before is None or before.waiting_since is None
@@ -209,7 +211,7 @@ class Dispatcher:
             channel = after.channel or after.name
             record_metric(self.metrics, lambda m: m.publish_retry(channel))
             return after
-        after = self.ledger.failed(o.job.id, reason, seconds=seconds, warnings=warnings)
+        after = self.ledger.failed(outcome.job.id, reason, seconds=seconds, warnings=warnings)
         self.failed += 1
         log.error("FAILED %s", reason)
         channel, stage = after.channel or after.name, res.stage or "process"

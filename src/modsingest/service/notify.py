@@ -65,14 +65,6 @@ class Notifier:
         """Shutdown has begun (systemd then shows 'deactivating' instead of a hang)."""
         return self.notify("STOPPING=1")
 
-    def extend_timeout(self, seconds: float) -> bool:
-        """Ask for more time in a long start-up or shutdown step (``EXTEND_TIMEOUT_USEC``).
-
-        Useful when the start-up scan of slow NFS directories may outlast the unit's
-        start timeout: the new limit counts from now.
-        """
-        return self.notify(f"EXTEND_TIMEOUT_USEC={max(0, int(seconds * 1_000_000))}")
-
     def watchdog_interval(self) -> float | None:
         """Seconds between watchdog pings (half of ``WatchdogSec=``), or None when off.
 

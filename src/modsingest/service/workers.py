@@ -425,45 +425,49 @@ class WorkerPool:
                     self._buried(w, outcomes)
         return outcomes
 
-    def _receive(self, w: _Worker, outcomes: list[Outcome]) -> None:
+    def _receive(self, worker: _Worker, outcomes: list[Outcome]) -> None:
         try:
-            message = w.conn.recv()
+            message = worker.conn.recv()
         except (EOFError, OSError):
             return  # the sentinel reports the death
         kind = message[0]
         if kind == "ready":
-            w.ready = True
-            log.debug("worker %d ready (pid %s)", w.index, message[1])
+            worker.ready = True
+            log.debug("worker %d ready (pid %s)", worker.index, message[1])
         elif kind == "done":
             _, job_id, result = message
-            job = w.job if w.job is not None and w.job.id == job_id else Job(job_id, "?")
-            w.job = None
+            job = worker.job if worker.job is not None and worker.job.id == job_id else Job(job_id, "?")
+            worker.job = None
             outcomes.append(Outcome(job, result=result))
         elif kind == "init-failed":
-            self._init_error = f"worker {w.index} cannot build the pipeline: {message[1]}"
+            self._init_error = f"worker {worker.index} cannot build the pipeline: {message[1]}"
             log.error("%s", self._init_error)
-            w.process.join(5.0)
-            self._workers[w.index] = None
-            self._restart_after[w.index] = time.monotonic() + RESTART_BACKOFF
+            worker.process.join(5.0)
+            self._workers[worker.index] = None
+            self._restart_after[worker.index] = time.monotonic() + RESTART_BACKOFF
 
-    def _buried(self, w: _Worker, outcomes: list[Outcome]) -> None:
-        w.process.join(1.0)
-        code = w.process.exitcode
+    def _buried(self, worker: _Worker, outcomes: list[Outcome]) -> None:
+        worker.process.join(1.0)
+        code = worker.process.exitcode
         why = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
         self.deaths += 1
-        if w.job is not None:
+        if worker.job is not None:
             log.error(
-                "worker %d (pid %s) died with %s while processing %s", w.index, w.process.pid, why, w.job.path
+                "worker %d (pid %s) died with %s while processing %s",
+                worker.index,
+                worker.process.pid,
+                why,
+                worker.job.path,
             )
-            outcomes.append(Outcome(w.job, died=f"worker died ({why})"))
+            outcomes.append(Outcome(worker.job, died=f"worker died ({why})"))
         else:
-            log.error("worker %d (pid %s) died with %s", w.index, w.process.pid, why)
-        w.conn.close()
-        self._workers[w.index] = None
-        self._restart_after.setdefault(w.index, 0.0)
-        if w.process.pid:
-            for path in remove_temporaries_of(w.process.pid, self.settings):
-                log.warning("removed %s, a temporary file of the dead worker %d", path, w.index)
+            log.error("worker %d (pid %s) died with %s", worker.index, worker.process.pid, why)
+        worker.conn.close()
+        self._workers[worker.index] = None
+        self._restart_after.setdefault(worker.index, 0.0)
+        if worker.process.pid:
+            for path in remove_temporaries_of(worker.process.pid, self.settings):
+                log.warning("removed %s, a temporary file of the dead worker %d", path, worker.index)
 
     def _respawn_due(self) -> None:
         now = time.monotonic()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
@@ -54,7 +54,6 @@ class StepContext:
 
     source_name: str  # the raw file's base name
     version: str = __version__
-    options: Mapping[str, object] = field(default_factory=dict)
     #: default steps the configuration switched off (recorded as ``MSIOFF``)
     steps_off: tuple[str, ...] = ()
     #: the archive step's keyword dictionary; None: the shipped one
