@@ -66,9 +66,12 @@ bench: install
 	$(BIN)/python tools/bench_telemetry.py
 	$(BIN)/python tools/bench_outputs.py
 
-# Fault runs, longer than make test: the hostile-input property test with many more mutants.
+# Fault runs, longer than make test: the hostile-input property test with many more mutants,
+# then the real service under faults (tools/faults.py: about 30 min, root for the tmpfs cases;
+# FAULTS_ARGS=--quick for the short version, as tests/test_faults.py runs it). docs/reliability.md.
 faults: install
 	MODSINGEST_FAULT_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/test_hostile.py --hypothesis-show-statistics
+	$(BIN)/python tools/faults.py $(FAULTS_ARGS)
 
 # Regenerate the recorded fixtures on purpose (never done by the tests).
 fixtures: install

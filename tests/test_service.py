@@ -87,6 +87,8 @@ def test_notifications_metrics_and_a_clean_stop(running):
     n = svc.notifier
     wait_for(lambda: "watchdog" in n.names(), 10, "a watchdog ping")
     assert n.names()[0] == "ready" and "0 delivered" in n.calls[0][1]
+    # the ledger row is written just before the metric: wait for it, do not race it
+    wait_for(lambda: svc.metrics.named("delivered"), 10, "the delivered metric")
     (call,) = svc.metrics.named("delivered")
     assert call[1] == "MODS1B" and call[2] == pytest.approx(row.latency) and call[3] == row.seconds
     wait_for(lambda: svc.metrics.named("write_textfile"), 10, "the metrics text file")

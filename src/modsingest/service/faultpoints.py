@@ -21,6 +21,7 @@ harness removes the token to arm the next trial.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -49,7 +50,8 @@ OTHER_PHASES = ("done", "submit")
 #: how long a worker that killed its service waits before going on (it must be dead by then)
 MAIN_KILL_WAIT = 10.0
 #: ``worker``: it kills itself; ``main``: it kills the service's main process; ``hold``: it
-#: waits (at most ``HOLD_LIMIT`` s) until ``<token>.go`` exists, while the harness acts
+#: waits (at most ``HOLD_LIMIT`` s) until ``<token>.go`` exists, while the harness acts,
+#: then removes it
 VICTIMS = ("worker", "main", "hold")
 HOLD_LIMIT = 60.0
 
@@ -113,6 +115,8 @@ class Fault:
             deadline = time.monotonic() + HOLD_LIMIT
             while not os.path.exists(go) and time.monotonic() < deadline:
                 time.sleep(0.01)
+            with contextlib.suppress(OSError):
+                os.unlink(go)  # tells the harness the worker goes on
 
 
 def _check(phase: str, victim: str) -> None:
