@@ -215,6 +215,15 @@ class Patch:
     data: bytes
 
 
+class Placeholder(bytes):
+    """Bytes that a later ``Patch`` replaces (MERGED's header before its checksum is known).
+
+    Still plain bytes to whoever only writes them; a consumer that digests the
+    stream in order (``publish``'s SHA-256 of the delivered file) sees where
+    the stream stops being final and hashes from there on after the patch.
+    """
+
+
 class Output:
     """The serialised file, produced lazily as chunks (bytes/memoryviews) and ``Patch``es.
 
@@ -265,7 +274,7 @@ class Output:
         assert merged is not None  # called only for a frame with MERGED
         try:
             template = HeaderTemplate(merged_header(self.frame.primary, merged))
-            placeholder = template.bytes(0)
+            placeholder = Placeholder(template.bytes(0))
         except Exception as exc:
             raise MergedRenderError(exc) from exc
         yield placeholder
@@ -365,7 +374,7 @@ def image_file_items(header: fits.Header, bands: Iterator) -> Iterator:
     The legacy export writes its files this way.
     """
     template = HeaderTemplate(header)
-    placeholder = template.bytes(0)
+    placeholder = Placeholder(template.bytes(0))
     yield placeholder
     datasum = 0
     written = 0

@@ -10,7 +10,6 @@ once, so the first file is as fast as the rest.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -24,25 +23,6 @@ from modsingest.processing.steps import BROKEN, StepContext, discover, forget_st
 from modsingest.result import BUG, CONTENT, DESTINATION, INTERNAL, IO, RAW, Result
 
 log = logging.getLogger("modsingest.pipeline")
-
-
-def _sha256(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, read in 4 MB pieces (hashlib releases the GIL on them)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    size = 0
-    buf = bytearray(4 << 20)
-    view = memoryview(buf)
-    with open(path, "rb") as fh:
-        expected = os.fstat(fh.fileno()).st_size
-        for _ in range(expected // len(buf) + 1):  # bounded by the size when opened
-            n = fh.readinto(buf)
-            if not n:
-                break
-            digest.update(view[:n])
-            size += n
-    return size, digest.hexdigest()
 
 
 class Pipeline:
@@ -185,16 +165,15 @@ class Pipeline:
     def _log_entry(frame, delivery, result: Result) -> nightlog.Entry:
         """The night-log line: the delivered header's values and the delivered file's size and SHA-256.
 
-        Hashed from the newdata copy (just written, in the page cache), else the
-        processed copy; a file that cannot be read again gets no size or hash.
+        The size and hash come from ``publish`` (``FileDigest``), computed while
+        the newdata copy was written and mostly done by now; not read again from
+        the published file, whose name may already hold a later delivery.  A
+        file that could not be hashed gets no size or hash (``FileDigest`` logs why).
         """
         size = digest = None
-        for output in (delivery.outputs[1], delivery.outputs[0]):
-            try:
-                size, digest = _sha256(output)
-                break
-            except OSError as exc:
-                log.warning("%s: cannot read back for the night log: %s", output, exc.strerror or exc)
+        hashed = delivery.digest.result() if delivery.digest is not None else None
+        if hashed is not None:
+            size, digest = hashed
         return nightlog.Entry(
             night=publish.night_of(delivery.name, frame.primary),
             name=delivery.name,
