@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/bench_telemetry.py
 	$(BIN)/python tools/bench_outputs.py
+	$(BIN)/python tools/bench_digest.py
 
 # Fault runs, longer than make test: the hostile-input property test with many more mutants,
 # then the real service under faults (tools/faults.py: about 30 min, root for the tmpfs cases;
