@@ -23,6 +23,8 @@ import faults  # noqa: E402
 #: after newdata's rename and before the <CHAN>.new pointer is written redoes the file
 #: (so the pointer is written); a raw file replaced under the worker is new content
 TWICE_BY_POLICY = {"kill-main": 1, "kill-worker": 1, "raw-changes": 1}
+#: a random kill may or may not land in that window
+TWICE_MAYBE = {"kill-main-random"}
 NEEDS_ROOT = {"full", "readonly"}
 
 
@@ -40,7 +42,10 @@ def test_quick_case(case, templates, tmp_path):
     assert row.offered > 0, shown
     assert (row.lost, row.partial, row.temps) == (0, 0, 0), shown
     assert row.delivered == row.offered, shown
-    assert row.twice == row.twice_by_policy == TWICE_BY_POLICY.get(case, 0), shown
+    if case in TWICE_MAYBE:
+        assert row.twice == row.twice_by_policy, shown
+    else:
+        assert row.twice == row.twice_by_policy == TWICE_BY_POLICY.get(case, 0), shown
     assert row.ok(), shown
     notes = " ".join(row.notes)
     assert "did not fire" not in notes and "died" not in notes.replace("deaths", ""), shown

@@ -86,6 +86,9 @@ class Row:
     lost: int = 0
     twice: int = 0
     twice_by_policy: int = 0  # of ``twice``, the documented cases (docs/reliability.md)
+    #: a kill case: a file published again after a crash left its publication unrecorded
+    #: (one ``delivered`` line) is the documented crash window, counted as policy
+    crash_window: bool = False
     partial: int = 0
     temps: int = 0
     restarts: int = 0
@@ -227,7 +230,7 @@ class StatusProbe(threading.Thread):
             self._since = time.monotonic()
 
     def run(self) -> None:
-        settings = config_mod.load(self.cfg)
+        settings = config_mod.load(self.cfg, require_dirs=False)  # a case may remove one
         while not self._halt.wait(self.every):
             if self._since is None or self.said:
                 continue
@@ -387,8 +390,16 @@ class Site:
         row.delivered += len(expected & delivered)
         row.lost += len(expected - delivered)
         twice = 0
-        for name in expected:
-            twice += max(counts.get(name, 0) - 1, len(self.watch.inodes.get(name, ())) - 1, 0)
+        for name in sorted(expected):
+            again = max(counts.get(name, 0) - 1, len(self.watch.inodes.get(name, ())) - 1, 0)
+            twice += again
+            if again and row.crash_window and counts.get(name, 0) <= 1:
+                row.twice_by_policy += again  # killed after newdata's rename, before it was noted
+            if again and not any(name in n for n in row.notes):
+                row.notes.append(
+                    f"{name}: published {len(self.watch.inodes.get(name, ()))}x, "
+                    f"{counts.get(name, 0)} delivered line(s)"
+                )
         row.twice += twice
         row.partial += len(self.watch.partial)
         row.temps += len(self.temps())
@@ -434,9 +445,7 @@ def note_twice(site: Site, row: Row, phase: str, name: str) -> None:
     published = len(site.watch.inodes.get(name, ()))
     lines = site.delivered_counts().get(name, 0)
     if published > 1 or lines > 1:
-        row.notes.append(f"{phase}: published {published}x, {lines} delivered line(s)")
-        if phase == "pointer":  # redone so that <CHAN>.new is written: the documented window
-            row.twice_by_policy += max(published, lines) - 1
+        row.notes.append(f"{phase}: published {published}x, {lines} delivered line(s) ({name})")
 
 
 def wait_path(path: Path, timeout: float) -> bool:
@@ -499,7 +508,7 @@ def descendants(pid: int) -> list[int]:
 # --------------------------------------------------------------------------- the cases
 def case_kill_main(base: Path, t: Templates, quick: bool) -> Row:
     """kill -9 of the main process, injected at each phase of a worker's file, then a restart."""
-    row = Row("kill -9 main, each phase")
+    row = Row("kill -9 main, each phase", crash_window=True)
     site = Site(base, t, env={FAULT_ENV: f"@{base / 'main-control'}"})
     trials = 1 if quick else 4
     worst_orphan = 0.0
@@ -534,7 +543,7 @@ def case_kill_main(base: Path, t: Templates, quick: bool) -> Row:
 
 def case_kill_main_random(base: Path, t: Templates, quick: bool) -> Row:
     """kill -9 of the main process at a random moment of a burst, then a restart."""
-    row = Row("kill -9 main, random moment")
+    row = Row("kill -9 main, random moment", crash_window=True)
     site = Site(base, t, workers=2)
     rng = random.Random(9)
     trials = 2 if quick else 20
@@ -560,7 +569,7 @@ def case_kill_main_random(base: Path, t: Templates, quick: bool) -> Row:
 
 def case_kill_worker(base: Path, t: Templates, quick: bool) -> Row:
     """kill -9 of a worker at each phase (and as its job is sent); the service carries on."""
-    row = Row("kill -9 worker, each phase")
+    row = Row("kill -9 worker, each phase", crash_window=True)
     site = Site(base, t, workers=2, env={FAULT_ENV: f"@{base / 'worker-control'}"})
     trials = 1 if quick else 5
     try:
@@ -581,6 +590,9 @@ def case_kill_worker(base: Path, t: Templates, quick: bool) -> Row:
                     row.notes.append(f"{phase}: the service died")
                     site.restart()
         site.disarm()
+        deadline = time.monotonic() + 10  # status learns of deaths from the 2 s heartbeat
+        while not site.probe.said and time.monotonic() < deadline:
+            time.sleep(0.1)
         site.fill(row)
         deaths = site.agent.log_text().count("died with signal 9")
         row.notes.append(f"{deaths} worker deaths, no restart of the service")
