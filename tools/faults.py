@@ -730,6 +730,74 @@ def case_raw_directory(base: Path, t: Templates, quick: bool) -> Row:
     return row
 
 
+def _mounted(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def case_raw_remount(base: Path, t: Templates, quick: bool) -> Row:
+    """A raw directory that is a mount (a bind mount of a backing directory, standing for
+    the NFS export) unmounted and mounted again while the service runs with inotify.
+
+    Files are written before, while unmounted (to the backing directory: the export still
+    takes them, the service cannot see them) and after; all must arrive, once each.
+    """
+    label = "raw dir unmounted, mounted"
+    if not is_root():
+        return Row(label, notes=["skipped: needs root for a bind mount"])
+    cycles = 1 if quick else 5
+    hold = 2.0 if quick else 12.0  # full run: longer than the 10 s rescan
+    row = Row(label, trials=cycles)
+    site = Site(base, t, rescan=10.0, method="inotify")
+    raw = site.agent.raw["mods1b"]
+    backing = site.root / "export" / "mods1b"
+    backing.mkdir(parents=True)
+
+    def write_backing() -> str:
+        name = site.name("mods1b")
+        (backing / name).write_bytes(t.pick("mods1b", site.seq))
+        site.offered[name] = raw / name
+        site.written_at[name] = time.monotonic()
+        return name
+
+    subprocess.run(["mount", "--bind", str(backing), str(raw)], check=True)
+    try:
+        site.start()
+        site.probe.mark()
+        lat: dict[str, list[float]] = {"before": [], "unmounted": [], "after": []}
+        for _ in range(cycles):
+            before = {site.offer("mods1b").name for _ in range(2)}
+            if site.wait_delivered(before, 60) is None:
+                row.notes.append("files written before the unmount were not delivered")
+            subprocess.run(["umount", str(raw)], check=True)
+            hidden = {write_backing() for _ in range(2)}
+            time.sleep(hold)
+            subprocess.run(["mount", "--bind", str(backing), str(raw)], check=True)
+            remounted = time.monotonic()
+            after = {site.offer("mods1b").name for _ in range(2)}
+            took = site.wait_delivered(before | hidden | after, 60)
+            row.worst_recover(None if took is None else time.monotonic() - remounted)
+            site.watch.look()
+            for key, names in (("before", before), ("unmounted", hidden), ("after", after)):
+                start = {n: (remounted if key == "unmounted" else site.written_at[n]) for n in names}
+                lat[key] += [site.watch.first_seen.get(n, float("nan")) - start[n] for n in names]
+        site.fill(row)
+        row.notes.append(
+            f"{cycles} unmount/mount cycle(s), unmounted {hold:.0f} s each; worst latency "
+            + ", ".join(f"{k} {max(v):.1f} s" for k, v in lat.items())
+            + " (written while unmounted: from the remount; rescan every 10 s)"
+        )
+        if "blind" in site.agent.log_text():
+            row.notes.append("the log says inotify looks blind")
+    finally:
+        try:
+            site.close()
+        finally:
+            while _mounted(raw):
+                if subprocess.run(["umount", "-l", str(raw)], check=False).returncode:
+                    break
+    return row
+
+
 def case_raw_changes_under_the_worker(base: Path, t: Templates, quick: bool) -> Row:
     """A raw file vanishes, is cut short, or is replaced while a worker is reading it."""
     row = Row("raw file changed while read")
@@ -986,6 +1054,7 @@ CASES: dict[str, Callable[[Path, Templates, bool], Row]] = {
     "readonly": case_readonly_destination,
     "newdata-removed": case_destination_removed,
     "raw-dir": case_raw_directory,
+    "raw-remount": case_raw_remount,
     "raw-changes": case_raw_changes_under_the_worker,
     "hostile": case_hostile_mix,
     "udp": case_udp,
