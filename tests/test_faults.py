@@ -71,6 +71,15 @@ def test_quick_case(case, templates, tmp_path):
         bad = int(re.search(r"(\d+) bad files", notes).group(1))
         assert f"{bad} bad files, {bad} reported" in notes, shown
         assert "bad files delivered" not in notes, shown
+    if case == "raw-changes":
+        # the file cut short while read failed, then was delivered when written whole:
+        # history, not one of the problems status reports (only the vanished file is)
+        reported = [n for n in row.notes if n.startswith("status reports: ")]
+        history = [n for n in row.notes if n.startswith("history only ")]
+        assert len(reported) == len(history) == 1, shown
+        assert reported[0].count(": failed (") == 1, shown
+        old = re.findall(r"\S+\.fits", history[0])
+        assert old and not any(name in reported[0] for name in old), shown
     if case == "udp":
         lines = int(re.search(r"(\d+) udp log lines", notes).group(1))
         assert lines <= 6 * 11, shown  # at most 10 lines and a notice per kind of datagram

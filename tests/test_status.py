@@ -363,3 +363,56 @@ def test_an_older_ledger_is_reported_not_migrated(settings, layout, capsys):
     db = sqlite3.connect(path_of(settings.paths.state))
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     db.close()
+
+
+@pytest.mark.parametrize(
+    "failed_first", [True, False], ids=["failed-then-rewritten", "rewritten-while-failing"]
+)
+def test_a_failure_whose_path_was_delivered_since_is_history_not_a_problem(
+    settings, layout, capsys, failed_first
+):
+    """Cut short while read (FAILED), then written whole again and delivered: nothing to chase.
+
+    Both orders the service can record it in: the failure before the gate sees the
+    rewritten file, or the rewritten file queued while the worker was still failing.
+    """
+    now = time.time()
+    clock = [now - 60.0]
+    led = Ledger(settings.paths.state, clock=lambda: clock[0])
+    path = "/data/mods1b.20260102.0002.fits"
+    cut = led.enqueue(path, Fingerprint(662400, 1, 1, 7), seen_at=now - 60, conpars=True)
+    led.claim(set(), 1)
+    reason = f"{path}: IM2 data cut short: needs 334080 bytes, file has 331200"
+    clock[0] = now - 50
+    if failed_first:
+        led.failed(cut, reason)
+        assert led.current(path).state == FAILED  # an open problem until the file changes
+    whole = led.enqueue(path, Fingerprint(662400, 2, 2, 7), seen_at=now - 49, conpars=True)
+    if not failed_first:
+        led.failed(cut, reason)
+    assert [r.id for r in led.claim(set(), 1)] == [whole]
+    clock[0] = now - 48
+    led.delivered(
+        whole, name="mods1b.20260102.0002.fits", outputs=[], channel="MODS1B", warnings=[], seconds=0.3
+    )
+    assert [(r.id, r.state, r.current) for r in led.rows(current_only=False)] == [
+        (cut, FAILED, False),
+        (whole, DELIVERED, True),
+    ]
+    led.set_info(pid=os.getpid(), started=now - 7200, heartbeat=time.time(), method="poll", workers=2)
+    led.close()
+    report = status.gather(settings, now=now)
+    assert report["problems"] == [] and report["older_problems"] == 0
+    assert report["counts"][FAILED] == 0 and report["counts"][DELIVERED] == 1
+    assert "PROBLEMS" not in status.render(report)
+    night = status.gather(settings, night="20260102", now=now)
+    assert night["problems"] == [] and night["counts"][FAILED] == 0
+    fd = lock_service(settings.paths.state)
+    try:
+        rc, out = run(layout, capsys, check=True)
+    finally:
+        os.close(fd)
+    assert (rc, out.out) == (
+        0,
+        "MODSINGEST OK - 1 delivered in the last 24 h | delivered=1 failed=0 incomplete=0 queued=0 waiting=0 held=0\n",
+    )

@@ -854,13 +854,17 @@ def case_raw_changes_under_the_worker(base: Path, t: Templates, quick: bool) -> 
         after = site.offer()
         site.wait_delivered({after.name}, 60)
         site.fill(row)
-        reasons = [
-            f"{r.name}: {r.state} ({(r.reason or '')[:60]})"
-            for r in site.agent.rows()
-            if r.state in (FAILED, INCOMPLETE)
-        ]
+        # what status lists as problems (its own report, not the ledger's history:
+        # a failed row whose path was delivered since is history, not an open problem)
+        report = status_mod.gather(config_mod.load(site.agent.config, require_dirs=False))
+        reasons = [f"{p['name']}: {p['state']} ({(p['reason'] or '')[:60]})" for p in report["problems"]]
         if reasons:
-            row.notes.append("reported: " + " | ".join(reasons[:3]))
+            row.notes.append("status reports: " + " | ".join(reasons[:3]))
+        history = sorted(
+            r.name for r in site.agent.rows() if r.state in (FAILED, INCOMPLETE) and not r.current
+        )
+        if history:
+            row.notes.append("history only (a newer version delivered): " + ", ".join(history))
     finally:
         site.close()
     return row
