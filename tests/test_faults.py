@@ -67,6 +67,8 @@ def test_quick_case(case, templates, tmp_path):
     if case == "raw-remount":
         assert row.trials == 1 and row.offered == 6, shown
         assert "blind" not in notes, shown
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            assert [line for line in fh if str(tmp_path) in line] == [], "left mounted"
     if case == "hostile":
         bad = int(re.search(r"(\d+) bad files", notes).group(1))
         assert f"{bad} bad files, {bad} reported" in notes, shown
