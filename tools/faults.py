@@ -224,17 +224,25 @@ class StatusProbe(threading.Thread):
         self.said_after: float | None = None
         self._since: float | None = None
         self._halt = threading.Event()
+        self._lock = threading.Lock()
 
     def mark(self) -> None:
         if self._since is None:
             self._since = time.monotonic()
 
     def run(self) -> None:
-        settings = config_mod.load(self.cfg, require_dirs=False)  # a case may remove one
         while not self._halt.wait(self.every):
+            self.look()
+
+    def look(self) -> None:
+        """One look at status now.  Also called by a case at a moment status must notice
+        (the main process is dead and not yet restarted), so that a restart faster than
+        the half-second poll cannot hide the outage from the table."""
+        with self._lock:
             if self._since is None or self.said:
-                continue
+                return
             try:
+                settings = config_mod.load(self.cfg, require_dirs=False)  # a case may remove one
                 text = status_mod.render(status_mod.gather(settings))
             except Exception as exc:  # status must not fail; if it does, that is what it said
                 text = f"PROBLEMS status failed: {type(exc).__name__}: {exc}"
@@ -383,6 +391,7 @@ class Site:
     def fill(self, row: Row, *, expected: set[str] | None = None) -> Row:
         """The counts of ``row`` from what this site saw; call at the end of a case."""
         self.watch.look()
+        self.probe.look()  # what status keeps saying (worker deaths) is seen however short the case
         expected = set(self.offered) if expected is None else expected
         counts = self.delivered_counts()
         delivered = self.delivered_now()
@@ -531,6 +540,7 @@ def case_kill_main(base: Path, t: Templates, quick: bool) -> Row:
                     worst_orphan = max(worst_orphan, gone)
                 site.disarm()
                 token.unlink(missing_ok=True)
+                site.probe.look()  # dead and not restarted: status must say so
                 site.restart()
                 row.worst_recover(site.wait_delivered({path.name}, 90))
                 note_twice(site, row, phase, path.name)
