@@ -73,7 +73,30 @@ STATES = (QUEUED, PROCESSING, WAITING, DELIVERED, FAILED, INCOMPLETE, SUPERSEDED
 #: a fingerprint in one of these states needs no new look: it is done or under way
 SETTLED = (QUEUED, PROCESSING, WAITING, DELIVERED, FAILED, INCOMPLETE)
 
-_SCHEMA = """
+#: tables added after version 1: written once, used by the schema and by the migration
+#: that adds them, so a new ledger and a migrated one cannot differ
+_HELD_TABLE = """
+CREATE TABLE IF NOT EXISTS held (
+    path     TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    since    REAL,
+    reason   TEXT,
+    updated  REAL NOT NULL
+);
+"""
+_NIGHTLOG_TABLE = """
+CREATE TABLE IF NOT EXISTS nightlog (
+    night    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    date_obs TEXT NOT NULL,
+    entry    TEXT NOT NULL,
+    updated  REAL NOT NULL,
+    PRIMARY KEY (night, name)
+);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS files (
     id           INTEGER PRIMARY KEY,
     path         TEXT NOT NULL,
@@ -111,27 +134,16 @@ CREATE TABLE IF NOT EXISTS service (
     key   TEXT PRIMARY KEY,
     value TEXT
 );
-CREATE TABLE IF NOT EXISTS nightlog (
-    night    TEXT NOT NULL,
-    name     TEXT NOT NULL,
-    date_obs TEXT NOT NULL,
-    entry    TEXT NOT NULL,
-    updated  REAL NOT NULL,
-    PRIMARY KEY (night, name)
-);
-CREATE TABLE IF NOT EXISTS requests (
+"""
+    + _NIGHTLOG_TABLE
+    + """CREATE TABLE IF NOT EXISTS requests (
     id       INTEGER PRIMARY KEY,
     path     TEXT NOT NULL,
     created  REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS held (
-    path     TEXT PRIMARY KEY,
-    state    TEXT NOT NULL,
-    since    REAL,
-    reason   TEXT,
-    updated  REAL NOT NULL
-);
 """
+    + _HELD_TABLE
+)
 
 #: user_version -> the SQL that brings a ledger of that version to the next one.
 #: Version 2 (destinations retried without end): rows that version 1 gave up on
@@ -143,27 +155,13 @@ ALTER TABLE files ADD COLUMN retry_at REAL;
 ALTER TABLE files ADD COLUMN waiting_since REAL;
 ALTER TABLE files ADD COLUMN deaths INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE files ADD COLUMN date_obs TEXT;
-CREATE TABLE IF NOT EXISTS held (
-    path     TEXT PRIMARY KEY,
-    state    TEXT NOT NULL,
-    since    REAL,
-    reason   TEXT,
-    updated  REAL NOT NULL
-);
-UPDATE files SET state='waiting', retry_at=0, waiting_since=finished_at
+"""
+    + _HELD_TABLE
+    + """UPDATE files SET state='waiting', retry_at=0, waiting_since=finished_at
     WHERE state='failed' AND current=1 AND reason LIKE '%: cannot publish: %';
 """,
     # Version 3: the night log's line of each delivered file (docs/formats.md).
-    2: """
-CREATE TABLE IF NOT EXISTS nightlog (
-    night    TEXT NOT NULL,
-    name     TEXT NOT NULL,
-    date_obs TEXT NOT NULL,
-    entry    TEXT NOT NULL,
-    updated  REAL NOT NULL,
-    PRIMARY KEY (night, name)
-);
-""",
+    2: _NIGHTLOG_TABLE,
 }
 
 
